@@ -1,0 +1,212 @@
+"""The sans-IO adapter contract shared by every venue.
+
+An adapter holds the protocol state of **one connection for one pair**: it
+builds the URL and subscription messages, turns each text frame into events and
+keeps the order book with its integrity checks. It never touches sockets,
+threads or clocks: receive times arrive as arguments.
+
+Events tell the shell (the stream actor) what to store or do:
+
+============== ===============================================================
+``Trades``      trade rows (``records.TRADES`` field order) to store
+``BookDeltas``  book rows (``records.BOOK_DELTAS`` field order) to store
+``Send``        text to send now (subscribe, pong, resubscribe)
+``FetchSnapshot`` GET this REST URL and feed the body to ``receive_snapshot``
+``BookInvalid`` the book was discarded (cause, detail): a gap opens now
+``BookValid``   the book is trusted again: the gap closes at ``ts_recv``
+``Reconnect``   the venue offers nothing finer than a new connection
+``VenueError``  the venue refused something (e.g. an unknown symbol)
+============== ===============================================================
+
+Malformed frames raise :class:`~dccd_actors.errors.ParseError`; the shell counts
+them and carries on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar, Final
+
+from dccd_actors.errors import ConfigError, ParseError
+from dccd_actors.exchanges.book import OrderBook
+
+__all__ = [
+    "BaseAdapter",
+    "BookDeltas",
+    "BookInvalid",
+    "BookTop",
+    "BookValid",
+    "DeltaRow",
+    "Event",
+    "FetchSnapshot",
+    "Reconnect",
+    "Send",
+    "TradeRow",
+    "Trades",
+    "VenueError",
+]
+
+TradeRow = tuple[int, int, int, bytes, float, float, int, int]
+"""(ts_event, ts_recv, trade_id, trade_uid, price, amount, side, flags)"""
+DeltaRow = tuple[int, int, int, int, float, float, int]
+"""(ts_event, ts_recv, seq, side, price, size, flags)"""
+
+MS: Final = 1_000_000
+SECOND: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Trades:
+    rows: list[TradeRow]
+
+
+@dataclass(frozen=True, slots=True)
+class BookDeltas:
+    rows: list[DeltaRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSnapshot:
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookInvalid:
+    cause: str  # one of records.GAP_CAUSES: seq_gap, checksum, resync
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class BookValid:
+    ts_recv: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    cause: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueError:
+    message: str
+
+
+Event = Trades | BookDeltas | Send | FetchSnapshot | BookInvalid | BookValid | Reconnect | VenueError
+
+
+@dataclass(frozen=True, slots=True)
+class BookTop:
+    """The top of a trusted book at the last applied message."""
+
+    ts_event: int
+    ts_recv: int
+    seq: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    """``"BTC/USDT"`` → ``("BTC", "USDT")``; raises ConfigError otherwise."""
+    base, sep, quote = pair.partition("/")
+    if not sep or not base.isalnum() or not quote.isalnum():
+        raise ConfigError(f"pair {pair!r} is not BASE/QUOTE with alphanumeric BASE and QUOTE")
+    return base.upper(), quote.upper()
+
+
+def iso_to_ns(text: str) -> int:
+    """ISO-8601 UTC (``2023-09-25T07:48:36.925533Z``) to ns, keeping microseconds exactly."""
+    main, _, frac = text.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(main + "+00:00").timestamp())
+    digits = (frac + "000000000")[:9]
+    return seconds * SECOND + int(digits)
+
+
+class BaseAdapter:
+    """State and helpers common to the venue adapters; subclasses implement the protocol.
+
+    Subclasses set ``exchange``, ``DEFAULT_URL`` (scheme, host and port only) and
+    ``DEFAULT_REST_URL`` and implement ``url``, ``on_open`` and ``receive``.
+    """
+
+    exchange: ClassVar[str] = ""
+    DEFAULT_URL: ClassVar[str] = ""
+    DEFAULT_REST_URL: ClassVar[str] = ""
+    CHANNELS: ClassVar[frozenset[str]] = frozenset({"trades", "book"})
+
+    def __init__(
+        self,
+        pair: str,
+        channels: Iterable[str] = ("trades", "book"),
+        *,
+        url: str | None = None,
+        rest_url: str | None = None,
+        checksum: bool = True,
+    ) -> None:
+        self.pair = pair
+        self.base, self.quote = split_pair(pair)
+        self.channels = frozenset(channels)
+        unknown = self.channels - self.CHANNELS
+        if unknown:
+            raise ConfigError(f"{self.exchange}: channels {sorted(unknown)} not supported; allowed {sorted(self.CHANNELS)}")
+        self.base_url = (url or self.DEFAULT_URL).rstrip("/")
+        self.rest_base_url = (rest_url or self.DEFAULT_REST_URL).rstrip("/")
+        self.checksum = checksum
+        self.book = OrderBook()
+        self.book_live = False
+        self.last_recv_ns = 0
+        self._book_ts_event = -1
+        self._book_ts_recv = -1
+        self._book_seq = -1
+
+    # -- the contract ---------------------------------------------------------------
+    def url(self) -> str:
+        """The full WebSocket URL to connect to."""
+        raise NotImplementedError
+
+    def on_open(self) -> list[Event]:
+        """Events to act on right after the connection opens (subscriptions)."""
+        raise NotImplementedError
+
+    def receive(self, text: str, ts_recv: int) -> list[Event]:
+        """Interpret one text frame."""
+        raise NotImplementedError
+
+    def receive_snapshot(self, body: str, ts_recv: int) -> list[Event]:
+        """Feed the body of a REST snapshot requested with ``FetchSnapshot``."""
+        raise ParseError(self.exchange, "unexpected_snapshot", "this venue takes no REST snapshot", body)
+
+    def snapshot_failed(self, reason: str) -> list[Event]:
+        """The REST snapshot could not be fetched; by default, ask for a new connection."""
+        return [Reconnect("resync", f"snapshot fetch failed: {reason}")]
+
+    def keepalive(self, now_ns: int) -> list[Event]:
+        """Called about once a second; returns application pings where the venue wants them."""
+        return []
+
+    def book_top(self, depth: int) -> BookTop | None:
+        """The top ``depth`` levels of the book, or None while it is not trusted."""
+        if not self.book_live:
+            return None
+        bids, asks = self.book.top(depth)
+        return BookTop(self._book_ts_event, self._book_ts_recv, self._book_seq, bids, asks)
+
+    # -- helpers for subclasses -----------------------------------------------------
+    def _mark_book(self, ts_event: int, ts_recv: int, seq: int) -> None:
+        self._book_ts_event, self._book_ts_recv, self._book_seq = ts_event, ts_recv, seq
+
+    def _invalidate(self, cause: str, detail: str) -> BookInvalid:
+        """Discard the book; the caller adds the venue's resync action."""
+        self.book.clear()
+        self.book_live = False
+        return BookInvalid(cause, detail)
+
+    def _parse_error(self, kind: str, reason: str, text: str) -> ParseError:
+        return ParseError(self.exchange, kind, reason, text)

@@ -1,0 +1,202 @@
+"""Binance spot: combined ``@trade`` and ``@depth@100ms`` streams bridged to a REST snapshot.
+
+Reference: PROTOCOLS.md §1. The diff stream is buffered until the REST snapshot
+(``/api/v3/depth?limit=1000``) arrives; buffered events with ``u <= lastUpdateId``
+are dropped, the first applied one must satisfy ``U <= lastUpdateId + 1 <= u``,
+and every later one ``U == previous u + 1``. A gap discards the book and fetches
+a new snapshot while the stream keeps buffering. Recorded frames:
+``fixtures/binance/binance.ws.jsonl`` and ``binance.http.jsonl``.
+
+Buffered events applied after a snapshot are stored with the snapshot's
+``ts_recv`` (their ``ts_event`` is kept), so ``ts_recv`` never goes backwards
+within a segment.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Final
+
+from dccd_actors.exchanges._base import (
+    MS,
+    BaseAdapter,
+    BookDeltas,
+    DeltaRow,
+    BookValid,
+    Event,
+    FetchSnapshot,
+    Reconnect,
+    TradeRow,
+    Trades,
+    VenueError,
+)
+from dccd_actors.exchanges.book import ASK, BID
+from dccd_actors.records import FLAG_LAST
+
+__all__ = ["BinanceAdapter"]
+
+SNAPSHOT_LIMIT: Final = 1000
+MAX_BUFFERED_EVENTS: Final = 10_000
+
+
+class BinanceAdapter(BaseAdapter):
+    """Sans-IO Binance spot adapter for one pair.
+
+    Example::
+
+        >>> a = BinanceAdapter("BTC/USDT", ["trades", "book"])
+        >>> a.url()
+        'wss://stream.binance.com:9443/stream?streams=btcusdt@trade/btcusdt@depth@100ms'
+    """
+
+    exchange: ClassVar[str] = "binance"
+    DEFAULT_URL: ClassVar[str] = "wss://stream.binance.com:9443"
+    DEFAULT_REST_URL: ClassVar[str] = "https://api.binance.com"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.symbol = self.base + self.quote
+        self._stream = self.symbol.lower()
+        self._buffer: list[dict[str, Any]] = []
+        self._local_id = -1
+        self._snapshot_pending = False
+
+    def url(self) -> str:
+        streams = []
+        if "trades" in self.channels:
+            streams.append(f"{self._stream}@trade")
+        if "book" in self.channels:
+            streams.append(f"{self._stream}@depth@100ms")
+        return f"{self.base_url}/stream?streams={'/'.join(streams)}"
+
+    def snapshot_url(self) -> str:
+        return f"{self.rest_base_url}/api/v3/depth?symbol={self.symbol}&limit={SNAPSHOT_LIMIT}"
+
+    def on_open(self) -> list[Event]:
+        self._buffer.clear()
+        self.book.clear()
+        self.book_live = False
+        if "book" not in self.channels:
+            return []
+        self._snapshot_pending = True
+        return [FetchSnapshot(self.snapshot_url())]
+
+    def receive(self, text: str, ts_recv: int) -> list[Event]:
+        self.last_recv_ns = ts_recv
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            raise self._parse_error("not_json", "frame is not JSON", text) from None
+        if not isinstance(msg, dict):
+            raise self._parse_error("unexpected", "frame is not a JSON object", text)
+        data = msg.get("data", msg) if "stream" in msg else msg
+        if not isinstance(data, dict):
+            raise self._parse_error("unexpected", "data is not an object", text)
+        kind = data.get("e")
+        try:
+            if kind == "trade":
+                return self._trade(data, ts_recv, text)
+            if kind == "depthUpdate":
+                return self._depth(data, ts_recv, text)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._parse_error("bad_field", f"{kind} frame has a bad field ({exc!r})", text) from None
+        if kind == "serverShutdown":
+            return [Reconnect("disconnect", "serverShutdown announced by Binance")]
+        if "result" in msg and "id" in msg:
+            return []  # subscription ack
+        if "code" in msg or "error" in msg:
+            return [VenueError(f"binance error: {msg.get('code')} {msg.get('msg') or msg.get('error')}")]
+        raise self._parse_error("unknown", f"unknown message kind {kind!r}", text)
+
+    # -- trades ---------------------------------------------------------------------
+    def _trade(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
+        if data["s"] != self.symbol:
+            raise self._parse_error("wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text)
+        price, amount = _positive(data["p"]), _positive(data["q"])
+        side = -1 if data["m"] is True else 1  # buyer is maker: the taker sold
+        row: TradeRow = (int(data["T"]) * MS, ts_recv, int(data["t"]), b"", price, amount, side, 0)
+        return [Trades([row])]
+
+    # -- book -----------------------------------------------------------------------
+    def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
+        if data["s"] != self.symbol:
+            raise self._parse_error("wrong_symbol", f"depth for {data['s']!r} on the {self.symbol} stream", text)
+        first, last = int(data["U"]), int(data["u"])
+        if first > last:
+            raise self._parse_error("bad_field", f"U {first} > u {last}", text)
+        levels = _levels(data["b"], BID) + _levels(data["a"], ASK)
+        event = {"U": first, "u": last, "E": int(data["E"]) * MS, "levels": levels}
+        if not self.book_live:
+            self._buffer.append(event)
+            del self._buffer[:-MAX_BUFFERED_EVENTS]
+            return []
+        if last <= self._local_id:
+            return []
+        if first > self._local_id + 1:
+            invalid = self._invalidate("seq_gap", f"expected U <= {self._local_id + 1}, got U={first} u={last}")
+            self._buffer = [event]
+            self._snapshot_pending = True
+            return [invalid, FetchSnapshot(self.snapshot_url())]
+        return [BookDeltas(self._apply(event, ts_recv))]
+
+    def _apply(self, event: dict[str, Any], ts_recv: int) -> list[DeltaRow]:
+        seq, ts_event = event["u"], event["E"]
+        rows: list[DeltaRow] = []
+        book_set = self.book.set
+        for side, price, size in event["levels"]:
+            book_set(side, price, size)
+            rows.append((ts_event, ts_recv, seq, side, price, size, 0))
+        if rows:
+            rows[-1] = (*rows[-1][:6], FLAG_LAST)
+        self._local_id = seq
+        self._mark_book(ts_event, ts_recv, seq)
+        return rows
+
+    def receive_snapshot(self, body: str, ts_recv: int) -> list[Event]:
+        self._snapshot_pending = False
+        try:
+            snap = json.loads(body)
+            last_id = int(snap["lastUpdateId"])
+            levels = _levels(snap["bids"], BID) + _levels(snap["asks"], ASK)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._parse_error("bad_snapshot", f"REST depth snapshot unusable ({exc!r})", body) from None
+        if self._buffer and last_id < self._buffer[0]["U"]:
+            self._snapshot_pending = True  # too old for what we buffered: fetch again
+            return [FetchSnapshot(self.snapshot_url())]
+        pending = [e for e in self._buffer if e["u"] > last_id]
+        if pending and not pending[0]["U"] <= last_id + 1 <= pending[0]["u"]:
+            self._snapshot_pending = True
+            self._buffer = pending
+            return [FetchSnapshot(self.snapshot_url())]
+        self.book.clear()
+        for side, price, size in levels:
+            self.book.set(side, price, size)
+        self._buffer = []
+        self._local_id = last_id
+        self.book_live = True
+        self._mark_book(-1, ts_recv, last_id)
+        rows = self.book.snapshot_rows(-1, ts_recv, last_id)
+        for event in pending:
+            rows += self._apply(event, ts_recv)
+        return [BookDeltas(rows), BookValid(ts_recv)]
+
+    def snapshot_failed(self, reason: str) -> list[Event]:
+        self._snapshot_pending = True
+        return [FetchSnapshot(self.snapshot_url())]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"not a positive finite number: {text!r}")
+    return value
+
+
+def _levels(pairs: list[list[str]], side: int) -> list[tuple[int, float, float]]:
+    out = []
+    for price_text, size_text in pairs:
+        price, size = float(price_text), float(size_text)
+        if not (price > 0 and size >= 0) or price == float("inf") or size == float("inf"):
+            raise ValueError(f"bad level {price_text!r} {size_text!r}")
+        out.append((side, price, size))
+    return out

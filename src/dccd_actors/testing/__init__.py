@@ -1,0 +1,15 @@
+"""Fake exchanges on loopback for tests: real WebSocket servers speaking each venue's protocol.
+
+Example::
+
+    >>> from dccd_actors.testing import FakeBinance
+    >>> fake = FakeBinance(["BTC/USDT"], seed=7).start()   # doctest: +SKIP
+    >>> fake.url                                            # doctest: +SKIP
+    'ws://127.0.0.1:40123'
+"""
+
+from dccd_actors.testing._market import Market, MarketTrade
+from dccd_actors.testing._server import FakeConnection, FakeExchange
+from dccd_actors.testing.binance import FakeBinance
+
+__all__ = ["FakeBinance", "FakeConnection", "FakeExchange", "Market", "MarketTrade"]

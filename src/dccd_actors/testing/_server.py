@@ -1,0 +1,277 @@
+"""The loopback WebSocket (and REST) server under every fake exchange.
+
+A :class:`FakeExchange` runs a ``websockets`` server on 127.0.0.1 in a
+background thread and a market thread that calls :meth:`FakeExchange.tick`
+every ``interval`` seconds. Venue subclasses speak their protocol by
+overriding the ``handle_*`` hooks and ``tick``; this module knows no venue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.sync.server import Server, ServerConnection, serve
+
+from dccd_actors.testing._market import Market, MarketTrade
+
+__all__ = ["FakeConnection", "FakeExchange"]
+
+logger = logging.getLogger("dccd_actors.testing")
+
+
+class FakeConnection:
+    """One client connection as the fake sees it."""
+
+    def __init__(self, ws: ServerConnection, path: str) -> None:
+        self.ws = ws
+        self.path = path
+        split = urlsplit(path)
+        self.route = split.path
+        self.query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        self.subscriptions: set[Any] = set()
+        self.state: dict[str, Any] = {}
+        self.received: list[str] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def send(self, text: str) -> bool:
+        """Send one text frame; False when the connection is gone."""
+        if self.closed:
+            return False
+        try:
+            with self._lock:
+                self.ws.send(text)
+            return True
+        except (ConnectionClosed, OSError, RuntimeError):
+            self.closed = True
+            return False
+
+    def send_bytes(self, data: bytes) -> bool:
+        """Send one binary frame (for hostile-input tests)."""
+        try:
+            with self._lock:
+                self.ws.send(data)
+            return True
+        except (ConnectionClosed, OSError, RuntimeError):
+            self.closed = True
+            return False
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a close handshake."""
+        self.closed = True
+        self.ws.socket.close()
+
+
+class FakeExchange:
+    """Base class of the fake venues: a real server on loopback, a seeded market.
+
+    Use as a context manager; ``url`` and ``rest_url`` are the bases to put in a
+    ``StreamJob``. Subclasses implement :meth:`handle_connect`,
+    :meth:`handle_message`, :meth:`handle_http` and :meth:`tick`.
+    """
+
+    exchange: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        pairs: Sequence[str] = ("BTC/USDT",),
+        *,
+        seed: int = 0,
+        interval: float = 0.02,
+        replay: str | Path | None = None,
+        port: int = 0,
+    ) -> None:
+        self.pairs = list(pairs)
+        self.seed = seed
+        self.interval = interval
+        self.markets = {pair: Market(seed=seed + i) for i, pair in enumerate(self.pairs)}
+        self.sent_trades: dict[str, list[MarketTrade]] = {pair: [] for pair in self.pairs}
+        self.connections: list[FakeConnection] = []
+        self.connection_count = 0
+        self.replay_frames = _load_replay(replay) if replay else []
+        self._port = port
+        self._lock = threading.RLock()
+        self._server: Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._silent_until = 0.0
+        self._paused = threading.Event()
+        self._clock_ms = int(time.time() * 1000)
+
+    # -- lifecycle ------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("fake exchange not started")
+        return int(self._server.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """WebSocket base to use as ``StreamJob.url``."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """REST base to use as ``StreamJob.rest_url``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeExchange:
+        """Start serving in background threads; returns self."""
+        self._server = serve(
+            self._serve_connection,
+            "127.0.0.1",
+            self._port,
+            process_request=self._process_request,
+            compression=None,
+            ping_interval=None,
+            max_size=None,
+            logger=logger,
+        )
+        server_thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.exchange}", daemon=True)
+        market_thread = threading.Thread(target=self._market_loop, name=f"fake-{self.exchange}-market", daemon=True)
+        self._threads = [server_thread, market_thread]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the server; joins the threads."""
+        self._stop.set()
+        self.drop_connections()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeExchange:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- faults ---------------------------------------------------------------------
+    def drop_connections(self) -> None:
+        """Cut every client connection abruptly (no close frame)."""
+        with self._lock:
+            conns = list(self.connections)
+        for conn in conns:
+            conn.drop()
+
+    def go_silent(self, seconds: float) -> None:
+        """Send nothing at all (no data, no heartbeat, no pong) for ``seconds``."""
+        self._silent_until = time.monotonic() + seconds
+
+    @property
+    def silent(self) -> bool:
+        return time.monotonic() < self._silent_until
+
+    def pause(self) -> None:
+        """Stop generating market data until :meth:`resume` (connections stay open)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def broadcast_raw(self, text: str | bytes) -> int:
+        """Send a raw frame to every open connection; returns how many got it."""
+        sent = 0
+        for conn in self.open_connections():
+            ok = conn.send(text) if isinstance(text, str) else conn.send_bytes(text)
+            sent += ok
+        return sent
+
+    def open_connections(self) -> list[FakeConnection]:
+        with self._lock:
+            return [c for c in self.connections if not c.closed]
+
+    def wait_for_subscribers(self, count: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``count`` connections hold at least one subscription."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if sum(1 for c in self.open_connections() if c.subscriptions) >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
+    # -- hooks for venues -----------------------------------------------------------
+    def handle_connect(self, conn: FakeConnection) -> None:
+        """A client connected (``conn.path`` holds the request path and query)."""
+
+    def handle_message(self, conn: FakeConnection, text: str) -> None:
+        """A client sent a text frame."""
+
+    def handle_http(self, route: str, query: dict[str, str]) -> tuple[int, str] | None:
+        """Answer a plain HTTP GET (REST); None means 404."""
+        return None
+
+    def tick(self, ts_ms: int) -> None:
+        """Generate and send one interval of market data."""
+
+    def now_ms(self) -> int:
+        """The fake's clock in ms: wall time, strictly increasing across calls."""
+        self._clock_ms = max(self._clock_ms + 1, int(time.time() * 1000))
+        return self._clock_ms
+
+    # -- internals ------------------------------------------------------------------
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        split = urlsplit(request.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        answer = self.handle_http(split.path, query)
+        status, body = answer if answer is not None else (404, json.dumps({"msg": "not found"}))
+        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body.encode()))})
+        return Response(status, "OK" if status == 200 else "Error", headers, body.encode())
+
+    def _serve_connection(self, ws: ServerConnection) -> None:
+        conn = FakeConnection(ws, ws.request.path if ws.request else "/")
+        with self._lock:
+            self.connections.append(conn)
+            self.connection_count += 1
+        try:
+            if self.replay_frames:
+                self._replay(conn)
+            self.handle_connect(conn)
+            for message in ws:
+                if isinstance(message, str):
+                    conn.received.append(message)
+                    if not self.silent:
+                        self.handle_message(conn, message)
+        except (ConnectionClosed, OSError):
+            pass
+        finally:
+            conn.closed = True
+
+    def _replay(self, conn: FakeConnection) -> None:
+        for frame in self.replay_frames:
+            if not conn.send(frame):
+                return
+
+    def _market_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self._paused.is_set() or self.silent or self.replay_frames:
+                continue
+            try:
+                self.tick(self.now_ms())
+            except Exception:  # a fake's bug must be visible, not kill the thread silently
+                logger.exception("fake %s tick failed", self.exchange)
+
+
+def _load_replay(path: str | Path) -> list[str]:
+    frames = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            frames.append(json.loads(line)["frame"])
+    return frames
+
