@@ -28,6 +28,8 @@ from dccd_actors.testing._market import Market, MarketTrade
 __all__ = ["FakeConnection", "FakeExchange"]
 
 logger = logging.getLogger("dccd_actors.testing")
+_ws_logger = logging.getLogger("dccd_actors.testing.websockets")
+_ws_logger.setLevel(logging.WARNING)  # connection chatter of the fake is noise
 
 
 class FakeConnection:
@@ -136,7 +138,7 @@ class FakeExchange:
             compression=None,
             ping_interval=None,
             max_size=None,
-            logger=logger,
+            logger=_ws_logger,
         )
         server_thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.exchange}", daemon=True)
         market_thread = threading.Thread(target=self._market_loop, name=f"fake-{self.exchange}-market", daemon=True)

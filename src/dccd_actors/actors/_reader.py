@@ -1,0 +1,108 @@
+"""Helper threads beside a stream actor: the socket reader, the ticker and REST fetches.
+
+The reader hands frames over in batches (everything one socket read delivered),
+so the actor hop costs one ``tell`` per read, not per frame (PERF.md §7). A
+bounded in-flight count gives TCP backpressure when the actor falls behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Final
+
+import pykka
+
+from dccd_actors._ws import Connection, FrameTooLarge
+from dccd_actors.actors.messages import FramesReceived, ReaderDied, SnapshotFailed, SnapshotFetched, Tick
+from dccd_actors.errors import ConnectionLost
+
+__all__ = ["Inflight", "start_fetch", "start_reader", "start_ticker"]
+
+_REST_TIMEOUT_S: Final = 10.0
+
+
+class Inflight:
+    """Frames handed to the actor but not yet processed; the reader waits above ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.waits = 0
+        self._cond = threading.Condition()
+
+    def add(self, n: int, stop: threading.Event) -> None:
+        with self._cond:
+            self.count += n
+            while self.count > self.limit and not stop.is_set():
+                self.waits += 1
+                self._cond.wait(0.1)
+
+    def done(self, n: int) -> None:
+        with self._cond:
+            self.count -= n
+            if self.count <= self.limit:
+                self._cond.notify_all()
+
+
+def start_reader(conn: Connection, ref: pykka.ActorRef[Any], reader_id: int, inflight: Inflight,
+                 stop: threading.Event, name: str) -> threading.Thread:
+    """Read frames until the connection ends; tell them to ``ref`` in batches."""
+
+    def run() -> None:
+        try:
+            while not stop.is_set():
+                ts_recv, frames = conn.read_batch()
+                ref.tell(FramesReceived(frames, ts_recv, reader_id))
+                inflight.add(len(frames), stop)
+        except FrameTooLarge as exc:
+            _tell(ref, ReaderDied(str(exc), reader_id, too_large=True))
+        except ConnectionLost as exc:
+            _tell(ref, ReaderDied(str(exc), reader_id))
+        except pykka.ActorDeadError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a reader bug must reach the actor, not vanish
+            _tell(ref, ReaderDied(f"reader crashed: {exc!r}", reader_id))
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_ticker(ref: pykka.ActorRef[Any], interval: float, stop: threading.Event, name: str) -> threading.Thread:
+    """Tell ``Tick`` every ``interval`` seconds until ``stop`` is set or the actor dies."""
+
+    def run() -> None:
+        while not stop.wait(interval):
+            if not _tell(ref, Tick()):
+                return
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_fetch(ref: pykka.ActorRef[Any], url: str, fetch_id: int, delay: float, stop: threading.Event) -> None:
+    """GET ``url`` in a thread after ``delay`` s; tell the body or the failure."""
+
+    def run() -> None:
+        if stop.wait(delay):
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=_REST_TIMEOUT_S) as response:  # noqa: S310
+                body = response.read().decode("utf-8")
+            _tell(ref, SnapshotFetched(body, time.time_ns(), fetch_id))
+        except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:
+            _tell(ref, SnapshotFailed(f"GET {url}: {exc}", fetch_id))
+
+    threading.Thread(target=run, name=f"fetch-{fetch_id}", daemon=True).start()
+
+
+def _tell(ref: pykka.ActorRef[Any], message: object) -> bool:
+    try:
+        ref.tell(message)
+        return True
+    except pykka.ActorDeadError:
+        return False

@@ -1,0 +1,309 @@
+"""The manager actor: starts, watches and restarts every child; answers status.
+
+pykka has no supervision, so children report ``ChildExited`` themselves and the
+manager also polls ``is_alive()`` every tick. Streams restart one-for-one with
+backoff, park after too many restarts, and never disturb their siblings;
+storage restarts rest-for-one (the streams restart with the new storage) and
+escalates to ``failed`` after too many failures. The manager never asks a child.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from dccd_actors.actors._reader import start_ticker
+from dccd_actors.actors.messages import ChildExited, Heartbeat, StorageStats, StreamKey, StreamStats, Tick
+from dccd_actors.actors.policy import Backoff
+from dccd_actors.actors.status import CollectorStatus, StreamStatus
+from dccd_actors.actors.storage import StorageActor
+from dccd_actors.actors.stream import PendingGap, StreamActor
+from dccd_actors.config import CollectorConfig, StreamJob
+
+__all__ = ["AddStream", "ManagerActor", "StopChildren"]
+
+logger = logging.getLogger("dccd_actors.manager")
+
+_CONNECTS_PER_SECOND = 5
+
+
+@dataclass(frozen=True)
+class AddStream:
+    job: StreamJob
+
+
+@dataclass(frozen=True)
+class StopChildren:
+    timeout: float
+
+
+@dataclass
+class _Child:
+    key: StreamKey
+    job: StreamJob
+    backoff: Backoff
+    gen: int = 0
+    ref: pykka.ActorRef[Any] | None = None
+    state: str = "starting"
+    since: float = field(default_factory=time.time)
+    start_at: float = 0.0
+    restarts: int = 0
+    consecutive_errors: int = 0
+    last_error: str = ""
+    last_exit_cause: str = ""
+    stats: StreamStats = field(default_factory=StreamStats)
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    pending_gap: PendingGap | None = None
+
+
+class ManagerActor(pykka.ThreadingActor):
+    """Supervises storage and the streams of one collector."""
+
+    use_daemon_thread = True
+
+    def __init__(self, config: CollectorConfig, *, rng: random.Random | None = None,
+                 tick_interval: float = 0.05, storage_slow_down: float = 0.0) -> None:
+        super().__init__()
+        self.config, self.policy = config, config.policy
+        self.rng = rng or random.Random()
+        self.children: dict[StreamKey, _Child] = {}
+        self.storage: pykka.ActorRef[Any] | None = None
+        self.storage_gen = 0
+        self.storage_failures: deque[float] = deque()
+        self.storage_start_at: float | None = None
+        self.state = "running"
+        self.error = ""
+        self.stopping = False
+        self._tick_interval = tick_interval
+        self._storage_slow_down = storage_slow_down
+        self._stop_ticker = threading.Event()
+        self._connects: dict[str, deque[float]] = {}
+        self._storage_stats = StorageStats()
+
+    # -- lifecycle ------------------------------------------------------------------
+    def on_start(self) -> None:
+        self._start_storage()
+        for job in self.config.stream_jobs:
+            self._add(job)
+        start_ticker(self.actor_ref, self._tick_interval, self._stop_ticker, "manager:ticker")
+
+    def on_stop(self) -> None:
+        self._stop_ticker.set()
+        if not self.stopping:
+            self._stop_children(self.policy.stop_timeout)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._stop_ticker.set()
+        self.error = f"manager crashed: {exception_value!r}"
+        self.state = "failed"
+        self._stop_children(self.policy.stop_timeout)
+
+    # -- messages -------------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Heartbeat():
+                self._on_heartbeat(message)
+            case ChildExited():
+                self._on_exit(message)
+            case Tick():
+                self._on_tick()
+            case "status":
+                return self._status()
+            case "storage_ref":
+                return self.storage
+            case AddStream(job=job):
+                return self._add(job)
+            case StopChildren(timeout=timeout):
+                return self._stop_children(timeout)
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _add(self, job: StreamJob) -> list[StreamKey]:
+        added = []
+        for pair in job.pairs:
+            key = (job.exchange, pair)
+            if key in self.children and self.children[key].state not in ("stopped", "stop_timeout"):
+                raise ValueError(f"stream {job.exchange} {pair} is already being collected")
+            self.children[key] = _Child(key, job, Backoff(self.policy, self.rng))
+            self._start_stream(self.children[key])
+            added.append(key)
+        return added
+
+    # -- streams --------------------------------------------------------------------
+    def _start_stream(self, child: _Child) -> None:
+        if self.storage is None or not self._may_connect(child.key[0]):
+            child.state, child.start_at = "backoff", time.monotonic() + 0.2
+            return
+        child.gen += 1
+        child.state, child.since, child.last_heartbeat = "starting", time.time(), time.monotonic()
+        child.stats = StreamStats()
+        child.ref = StreamActor.start(
+            manager=self.actor_ref, storage=self.storage, job=child.job, pair=child.key[1], gen=child.gen,
+            policy=self.policy, flush_interval=self.config.storage.flush_interval, pending_gap=child.pending_gap,
+        )
+        child.pending_gap = None
+
+    def _may_connect(self, exchange: str) -> bool:
+        """A per-exchange limit on new connections per second, so restarts never burst."""
+        now = time.monotonic()
+        recent = self._connects.setdefault(exchange, deque())
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) >= _CONNECTS_PER_SECOND:
+            return False
+        recent.append(now)
+        return True
+
+    def _on_heartbeat(self, beat: Heartbeat) -> None:
+        child = self.children.get(beat.key)
+        if child is None or beat.gen != child.gen or child.state not in ("starting", "running"):
+            return
+        child.stats = beat.stats
+        child.last_heartbeat = time.monotonic()
+        if child.state == "starting" and beat.stats.connected:
+            child.state, child.since = "running", time.time()
+        if beat.stats.last_data_ns or beat.stats.frames:
+            if child.backoff.healthy(time.monotonic()):
+                child.consecutive_errors = 0
+
+    def _on_exit(self, exited: ChildExited) -> None:
+        if exited.key == "storage":
+            self._on_storage_exit(exited)
+            return
+        child = self.children.get(exited.key)  # type: ignore[arg-type]
+        if child is None or exited.gen != child.gen or self.stopping or child.state not in ("starting", "running"):
+            return
+        self._schedule_restart(child, exited.cause, exited.error, exited.last_frame_ns)
+
+    def _schedule_restart(self, child: _Child, cause: str, error: str, last_frame_ns: int) -> None:
+        now = time.monotonic()
+        cause = cause if cause in ("disconnect", "stale", "seq_gap", "checksum", "resync") else "disconnect"
+        child.ref = None
+        child.restarts += 1
+        child.consecutive_errors += 1
+        child.last_error, child.last_exit_cause = error, cause
+        start = last_frame_ns or child.stats.last_frame_ns or time.time_ns()
+        if child.pending_gap is None:
+            child.pending_gap = (start, cause, error[:150])
+        delay = child.backoff.next_delay(now)
+        if child.backoff.exceeded(now):
+            child.state, child.start_at = "parked", now + self.policy.park_interval
+            logger.error("%s parked after %d restarts in %.0f s: %s", child.key, len(child.backoff.failures),
+                         self.policy.restart_window, error)
+        else:
+            child.state, child.start_at = "backoff", now + delay
+            logger.warning("%s exited (%s: %s); restarting in %.2f s", child.key, cause, error, delay)
+
+    # -- storage --------------------------------------------------------------------
+    def _start_storage(self) -> None:
+        self.storage_gen += 1
+        self.storage = StorageActor.start(manager=self.actor_ref, config=self.config.storage,
+                                          gen=self.storage_gen, slow_down=self._storage_slow_down)
+        self.storage_start_at = None
+
+    def _on_storage_exit(self, exited: ChildExited) -> None:
+        if exited.gen != self.storage_gen or self.stopping or exited.cause == "stopped":
+            return
+        now = time.monotonic()
+        self.error = f"storage failed: {exited.error}"
+        logger.error("storage failed: %s", exited.error)
+        self.storage = None
+        self.storage_failures.append(now)
+        while self.storage_failures and now - self.storage_failures[0] > self.policy.storage_window:
+            self.storage_failures.popleft()
+        for child in self.children.values():  # rest-for-one: streams hold the dead storage ref
+            if child.ref is not None and child.state in ("starting", "running"):
+                child.ref.stop(block=False)
+                child.ref = None
+                child.pending_gap = (child.stats.last_frame_ns or time.time_ns(), "disconnect", "storage restart")
+                child.state, child.start_at = "backoff", now + self.policy.min_backoff / 2
+        if len(self.storage_failures) >= self.policy.storage_max_restarts:
+            self.state = "failed"
+            logger.error("storage failed %d times in %.0f s; collector stopped", len(self.storage_failures),
+                         self.policy.storage_window)
+            self._stop_children(self.policy.stop_timeout)
+            return
+        self.storage_start_at = now + min(self.policy.min_backoff / 2, 10.0)
+
+    # -- ticks ----------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        if self.stopping or self.state == "failed":
+            return
+        now = time.monotonic()
+        if self.storage is None and self.storage_start_at is not None and now >= self.storage_start_at:
+            self._start_storage()
+        elif self.storage is not None and not self.storage.is_alive():
+            self._on_storage_exit(ChildExited("storage", self.storage_gen, "failed", "storage died"))
+        for child in self.children.values():
+            self._check_child(child, now)
+
+    def _check_child(self, child: _Child, now: float) -> None:
+        if child.state in ("backoff", "parked") and now >= child.start_at:
+            self._start_stream(child)
+        elif child.state in ("starting", "running") and child.ref is not None:
+            if not child.ref.is_alive():
+                self._schedule_restart(child, "disconnect", "stream actor died without notice", 0)
+            elif now - child.last_heartbeat > self.policy.stale_timeout + 5.0:
+                child.ref.stop(block=False)  # hung: its own watchdog could not run
+                self._schedule_restart(child, "stale", "stream actor stopped answering", 0)
+
+    def _status(self) -> CollectorStatus:
+        now_ns, now = time.time_ns(), time.monotonic()
+        rows = []
+        for child in self.children.values():
+            stats = child.stats
+            rows.append(StreamStatus(
+                exchange=child.key[0], pair=child.key[1], state=child.state, gen=child.gen,
+                restarts=child.restarts, since=child.since, frames=stats.frames, trades=stats.trades,
+                book_rows=stats.book_rows, snapshots=stats.snapshots, gaps=stats.gaps, resyncs=stats.resyncs,
+                malformed=stats.malformed, malformed_by_kind=dict(stats.malformed_by_kind),
+                last_malformed=stats.last_malformed, venue_errors=stats.venue_errors,
+                consecutive_errors=child.consecutive_errors,
+                last_error=stats.last_venue_error or child.last_error, last_exit_cause=child.last_exit_cause,
+                last_frame_age_s=(now_ns - stats.last_frame_ns) / 1e9 if stats.last_frame_ns else None,
+                next_retry_in_s=max(0.0, child.start_at - now) if child.state in ("backoff", "parked") else None,
+                book_live=stats.book_live,
+            ))
+        storage = {"gen": self.storage_gen, "running": self.storage is not None}
+        if self.storage is not None:
+            storage["backlog"] = self.storage.actor_inbox.qsize()
+        return CollectorStatus(rows, self.state, self.error, storage)
+
+    # -- stop -----------------------------------------------------------------------
+    def _stop_children(self, timeout: float) -> dict[str, str]:
+        """Stop streams in parallel under one deadline, then storage; return the outcome."""
+        self.stopping = True
+        deadline = time.monotonic() + timeout
+        futures = {}
+        for child in self.children.values():
+            if child.ref is not None and child.ref.is_alive():
+                child.state = "stopping"
+                futures[child.key] = child.ref.stop(block=False)
+            elif child.state != "stop_timeout":
+                child.state = "stopped"
+        summary: dict[str, str] = {}
+        for key, future in futures.items():
+            summary[f"{key[0]} {key[1]}"] = self.children[key].state = _wait(future, deadline)
+        if self.storage is not None:
+            storage_deadline = max(deadline, time.monotonic() + 0.5) + timeout
+            summary["storage"] = _wait(self.storage.stop(block=False), storage_deadline)
+            self.storage = None
+        if self.state != "failed":
+            self.state = "stopped"
+        return summary
+
+
+def _wait(future: pykka.Future[Any], deadline: float) -> str:
+    try:
+        future.get(timeout=max(0.01, deadline - time.monotonic()))
+        return "stopped"
+    except pykka.Timeout:
+        return "stop_timeout"

@@ -1,0 +1,116 @@
+"""Messages between actors: small frozen dataclasses, told, never asked actor to actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dccd_actors.records import RecordArray
+from dccd_actors.storage.segment import SegmentInfo
+
+StreamKey = tuple[str, str]
+"""(exchange, pair)"""
+
+
+@dataclass(frozen=True, slots=True)
+class FramesReceived:
+    frames: list[str | bytes]
+    ts_recv: int
+    reader_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderDied:
+    reason: str
+    reader_id: int
+    too_large: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFetched:
+    body: str
+    ts_recv: int
+    fetch_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFailed:
+    reason: str
+    fetch_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """Counters a stream reports to the manager with every heartbeat."""
+
+    frames: int = 0
+    trades: int = 0
+    book_rows: int = 0
+    snapshots: int = 0
+    gaps: int = 0
+    resyncs: int = 0
+    malformed: int = 0
+    malformed_by_kind: dict[str, int] = field(default_factory=dict)
+    last_malformed: str = ""
+    venue_errors: int = 0
+    last_venue_error: str = ""
+    last_frame_ns: int = 0
+    last_data_ns: int = 0
+    connected: bool = False
+    book_live: bool = False
+    frames_dropped_too_large: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    key: StreamKey
+    gen: int
+    stats: StreamStats
+
+
+@dataclass(frozen=True, slots=True)
+class ChildExited:
+    """A child ended; ``cause`` is a gap cause (disconnect, stale, ...) or ``stopped``."""
+
+    key: StreamKey | str
+    gen: int
+    cause: str
+    error: str
+    last_frame_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Rows of one stream for storage; arrays are never mutated after the tell."""
+
+    key: StreamKey
+    info: SegmentInfo
+    trades: RecordArray | None = None
+    book_deltas: RecordArray | None = None
+    book_snapshots: RecordArray | None = None
+    gaps: RecordArray | None = None
+
+    def datasets(self) -> dict[str, Any]:
+        return {
+            "trades": self.trades,
+            "book_deltas": self.book_deltas,
+            "book_snapshots": self.book_snapshots,
+            "gaps": self.gaps,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStats:
+    open_segments: int = 0
+    sealed_segments: int = 0
+    rows_written: int = 0
+    bytes_written: int = 0
+    appends: int = 0
+    backlog: int = 0
+    last_error: str = ""
+    last_flush_ns: int = 0

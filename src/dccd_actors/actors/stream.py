@@ -1,0 +1,329 @@
+"""The stream actor: one connection to one venue for one pair.
+
+It owns the adapter (sans-IO protocol state), the connection, and the reader,
+ticker and REST-fetch helper threads. Frames arrive in batches from the reader;
+rows are buffered and handed to storage every ``flush_interval``. Any failure
+ends the actor with a ``ChildExited`` to the manager, which owns restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Final
+
+import numpy as np
+import pykka
+
+from dccd_actors import _ws
+from dccd_actors.actors._reader import Inflight, start_fetch, start_reader, start_ticker
+from dccd_actors.actors._streamstate import StreamCounters
+from dccd_actors.actors.messages import (
+    Append,
+    ChildExited,
+    FramesReceived,
+    Heartbeat,
+    ReaderDied,
+    SnapshotFailed,
+    SnapshotFetched,
+    Tick,
+)
+from dccd_actors.config import RestartPolicy, StreamJob
+from dccd_actors.errors import ConnectionLost, ParseError
+from dccd_actors.exchanges import adapter_class
+from dccd_actors.exchanges._base import (
+    BookDeltas,
+    BookInvalid,
+    BookValid,
+    Event,
+    FetchSnapshot,
+    Reconnect,
+    Send,
+    Trades,
+    VenueError,
+)
+from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
+from dccd_actors.storage.segment import SegmentInfo
+
+__all__ = ["PendingGap", "StreamActor"]
+
+logger = logging.getLogger("dccd_actors.stream")
+
+_PING_INTERVAL_NS: Final = 20_000_000_000
+_MAX_BUFFERED_ROWS: Final = 50_000
+_MAX_INFLIGHT_FRAMES: Final = 200_000
+
+PendingGap = tuple[int, str, str]
+"""(start_ns, cause, detail) of an interval that is open until data flows again."""
+
+
+class StreamActor(pykka.ThreadingActor):
+    """Collects one (exchange, pair); see the module docstring."""
+
+    use_daemon_thread = True
+
+    def __init__(self, *, manager: pykka.ActorRef[Any], storage: pykka.ActorRef[Any], job: StreamJob,
+                 pair: str, gen: int, policy: RestartPolicy, flush_interval: float,
+                 pending_gap: PendingGap | None = None, tick_interval: float = 0.1) -> None:
+        super().__init__()
+        self.key = (job.exchange, pair)
+        self.job, self.gen, self.policy = job, gen, policy
+        self.manager, self.storage = manager, storage
+        self.adapter = adapter_class(job.exchange)(pair, job.channels, url=job.url, rest_url=job.rest_url)
+        venue_symbol = str(getattr(self.adapter, "symbol", pair))
+        self.info = SegmentInfo(job.exchange, pair, venue_symbol, job.depth, float(job.time_step))
+        self.counters = StreamCounters(self.key)
+        self._flush_ns = int(flush_interval * 1e9)
+        self._tick_interval = min(tick_interval, flush_interval / 2)
+        self._step_ns = int(job.time_step * 1e9)
+        self._open_gap = pending_gap
+        self._stop_threads = threading.Event()
+        self._inflight = Inflight(_MAX_INFLIGHT_FRAMES)
+        self._conn: _ws.Connection | None = None
+        self._trades: list[tuple[Any, ...]] = []
+        self._deltas: list[tuple[Any, ...]] = []
+        self._snapshots: list[tuple[Any, ...]] = []
+        self._gaps: list[tuple[int, int, str, str]] = []
+        self._fetch_id = 0
+        self._fetch_attempts = 0
+        self._exited = False
+        self._connected_ns = 0
+        self._last_flush_ns = time.time_ns()
+        self._last_ping_ns = time.time_ns()
+        self._next_snapshot_ns = (time.time_ns() // self._step_ns + 1) * self._step_ns
+
+    # -- lifecycle ----------------------------------------------------------------
+    def on_start(self) -> None:
+        name = f"{self.key[0]}:{self.key[1]}#{self.gen}"
+        start_ticker(self.actor_ref, self._tick_interval, self._stop_threads, f"{name}:ticker")
+        try:
+            self._conn = _ws.connect(self.adapter.url(), max_frame_bytes=self.policy.max_frame_bytes)
+        except ConnectionLost as exc:
+            self._exit("disconnect", str(exc))
+            return
+        self._connected_ns = time.time_ns()
+        self.counters.connected = True
+        logger.info("%s connected (generation %d)", name, self.gen)
+        start_reader(self._conn, self.actor_ref, self.gen, self._inflight, self._stop_threads, f"{name}:reader")
+        self._dispatch(self.adapter.on_open(), time.time_ns())
+
+    def on_stop(self) -> None:
+        self._close()
+        self._report("stopped", "")
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._close()
+        self._report("disconnect", f"stream actor crashed: {exception_value!r}")
+
+    def _close(self) -> None:
+        self._stop_threads.set()
+        if self._conn is not None:
+            self._conn.close()
+        if self._open_gap is not None:
+            start, cause, detail = self._open_gap
+            self._gaps.append((start, time.time_ns(), cause, detail + " (still open at stop)"))
+            self._open_gap = None
+        self._flush()
+
+    def _report(self, cause: str, error: str) -> None:
+        if self._exited:
+            return
+        self._exited = True
+        message = ChildExited(self.key, self.gen, cause, error, self.counters.last_frame_ns)
+        try:
+            self.manager.tell(message)
+        except pykka.ActorDeadError:
+            pass
+
+    def _exit(self, cause: str, detail: str) -> None:
+        """End this generation; the manager restarts it with backoff."""
+        logger.warning("%s %s: %s", self.key, cause, detail)
+        self._close()
+        self._report(cause, detail)
+        self.stop()
+
+    # -- messages -----------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case FramesReceived():
+                self._on_frames(message)
+            case Tick():
+                self._on_tick()
+            case ReaderDied(reason=reason, reader_id=reader_id, too_large=too_large):
+                if reader_id == self.gen and not self._exited:
+                    if too_large:
+                        self.counters.count_malformed("too_large", reason)
+                    self._exit("disconnect", reason)
+            case SnapshotFetched(body=body, ts_recv=ts_recv, fetch_id=fetch_id):
+                if fetch_id == self._fetch_id:
+                    self._guarded(lambda: self.adapter.receive_snapshot(body, ts_recv), body, ts_recv)
+            case SnapshotFailed(reason=reason, fetch_id=fetch_id):
+                if fetch_id == self._fetch_id:
+                    self.counters.note_error(reason)
+                    self._dispatch(self.adapter.snapshot_failed(reason), time.time_ns())
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def _on_frames(self, message: FramesReceived) -> None:
+        if message.reader_id != self.gen or self._exited:
+            return
+        ts_recv = message.ts_recv
+        counters = self.counters
+        counters.frames += len(message.frames)
+        counters.last_frame_ns = ts_recv
+        receive = self.adapter.receive
+        for frame in message.frames:
+            if isinstance(frame, bytes):
+                counters.count_malformed("binary", repr(frame[:200]))
+                continue
+            self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)  # type: ignore[misc]
+            if self._exited:
+                break
+        self._inflight.done(len(message.frames))
+        if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
+            self._flush()
+
+    def _guarded(self, call: Any, frame: str, ts_recv: int) -> None:
+        try:
+            events = call()
+        except ParseError as exc:
+            self.counters.count_malformed(exc.kind, exc.excerpt)
+            return
+        except Exception as exc:  # noqa: BLE001 - hostile input must never take the stream down
+            self.counters.count_malformed("adapter_error", f"{exc!r} on {frame[:160]!r}")
+            return
+        if events:
+            self._dispatch(events, ts_recv)
+
+    def _dispatch(self, events: list[Event], ts_recv: int) -> None:
+        for event in events:
+            match event:
+                case Trades(rows=rows):
+                    self._trades.extend(rows)
+                    self.counters.last_data_ns = ts_recv
+                    self._close_pending_gap(ts_recv, book_event=False)
+                case BookDeltas(rows=rows):
+                    self._deltas.extend(rows)
+                    self.counters.last_data_ns = ts_recv
+                case Send(text=text):
+                    self._send(text)
+                case FetchSnapshot(url=url):
+                    self._fetch(url)
+                case BookInvalid(cause=cause, detail=detail):
+                    self.counters.resyncs += 1
+                    self.counters.note_error(f"{cause}: {detail}")
+                    if self._open_gap is None:
+                        start = self.counters.last_data_ns or ts_recv
+                        self._open_gap = (start, cause, detail)
+                case BookValid(ts_recv=valid_ns):
+                    self._fetch_attempts = 0
+                    self._close_pending_gap(valid_ns, book_event=True)
+                case Reconnect(cause=cause, detail=detail):
+                    self._exit(cause, detail)
+                    return
+                case VenueError(message=text):
+                    self.counters.note_venue_error(text)
+
+    def _close_pending_gap(self, end_ns: int, *, book_event: bool) -> None:
+        if self._open_gap is None or (not book_event and "book" in self.job.channels):
+            return
+        start, cause, detail = self._open_gap
+        self._gaps.append((start, max(end_ns, start), cause, detail))
+        self.counters.gaps += 1
+        self._open_gap = None
+
+    def _send(self, text: str) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.send(text)
+        except ConnectionLost as exc:
+            self._exit("disconnect", str(exc))
+
+    def _fetch(self, url: str) -> None:
+        self._fetch_id += 1
+        delay = 0.0 if self._fetch_attempts == 0 else min(0.05 * 2 ** self._fetch_attempts, 5.0)
+        self._fetch_attempts += 1
+        start_fetch(self.actor_ref, url, self._fetch_id, delay, self._stop_threads)
+
+    # -- time-driven work ---------------------------------------------------------
+    def _on_tick(self) -> None:
+        if self._exited:
+            return
+        now = time.time_ns()
+        if self._conn is not None:
+            self._keepalive(now)
+        if self._exited:
+            return
+        if "book" in self.job.channels and now >= self._next_snapshot_ns:
+            self._sample_book(now)
+            self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
+        if now - self._last_flush_ns >= self._flush_ns:
+            self._flush()
+        self._heartbeat()
+
+    def _keepalive(self, now: int) -> None:
+        last = max(self.counters.last_frame_ns, self._connected_ns)
+        if now - last > self.policy.stale_timeout * 1e9:
+            self._exit("stale", f"no frame for {(now - last) / 1e9:.1f} s")
+            return
+        self._dispatch(self.adapter.keepalive(now), now)
+        if now - self._last_ping_ns > _PING_INTERVAL_NS and self._conn is not None:
+            self._last_ping_ns = now
+            try:
+                self._conn.ping()
+            except ConnectionLost as exc:
+                self._exit("disconnect", str(exc))
+
+    def _sample_book(self, now: int) -> None:
+        top = self.adapter.book_top(self.job.depth)
+        if top is None:
+            return
+        depth = self.job.depth
+        bid_p, bid_s = np.full(depth, np.nan), np.zeros(depth)
+        ask_p, ask_s = np.full(depth, np.nan), np.zeros(depth)
+        if top.bids:
+            bids = np.asarray(top.bids, dtype=np.float64)
+            bid_p[: len(bids)], bid_s[: len(bids)] = bids[:, 0], bids[:, 1]
+        if top.asks:
+            asks = np.asarray(top.asks, dtype=np.float64)
+            ask_p[: len(asks)], ask_s[: len(asks)] = asks[:, 0], asks[:, 1]
+        self._snapshots.append((top.ts_event, now, top.seq, bid_p, bid_s, ask_p, ask_s))
+        self.counters.snapshots += 1
+
+    def _flush(self) -> None:
+        self._last_flush_ns = time.time_ns()
+        if not (self._trades or self._deltas or self._snapshots or self._gaps):
+            return
+        message = Append(
+            self.key,
+            self.info,
+            trades=trades_array(self._trades) if self._trades else None,
+            book_deltas=deltas_array(self._deltas) if self._deltas else None,
+            book_snapshots=np.array(self._snapshots, dtype=book_snapshot_dtype(self.job.depth))
+            if self._snapshots else None,
+            gaps=gaps_array(self._gaps) if self._gaps else None,
+        )
+        self.counters.trades += len(self._trades)
+        self.counters.book_rows += len(self._deltas)
+        self._trades, self._deltas, self._snapshots, self._gaps = [], [], [], []
+        try:
+            self.storage.tell(message)
+        except pykka.ActorDeadError:
+            self.counters.note_error("storage is not running; batch kept for the next flush")
+            self._restore(message)
+
+    def _restore(self, message: Append) -> None:
+        for name, buffer in (("trades", self._trades), ("book_deltas", self._deltas)):
+            arr = getattr(message, name)
+            if arr is not None:
+                buffer[:0] = [tuple(row) for row in arr.tolist()]
+
+    def _heartbeat(self) -> None:
+        self.counters.book_live = self.adapter.book_live
+        try:
+            self.manager.tell(Heartbeat(self.key, self.gen, self.counters.snapshot()))
+        except pykka.ActorDeadError:
+            pass
