@@ -9,6 +9,7 @@ This is the only module that imports websocket-client.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import struct
@@ -31,8 +32,13 @@ class FrameTooLarge(ConnectionLost):
     """A frame exceeded the configured size limit; the connection was closed."""
 
 
-def connect(url: str, *, timeout: float = 10.0, max_frame_bytes: int = 8 << 20,
-            sslopt: dict[str, Any] | None = None) -> Connection:
+def connect(
+    url: str,
+    *,
+    timeout: float = 10.0,
+    max_frame_bytes: int = 8 << 20,
+    sslopt: dict[str, Any] | None = None,
+) -> Connection:
     """Open a WebSocket; TLS certificates are verified unless ``sslopt`` says otherwise.
 
     Example::
@@ -41,7 +47,10 @@ def connect(url: str, *, timeout: float = 10.0, max_frame_bytes: int = 8 << 20,
     """
     try:
         ws = websocket.create_connection(
-            url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True,
+            url,
+            timeout=timeout,
+            skip_utf8_validation=True,
+            enable_multithread=True,
             sslopt=sslopt or {"cert_reqs": ssl.CERT_REQUIRED},
         )
     except (websocket.WebSocketException, OSError, ValueError) as exc:
@@ -83,14 +92,10 @@ class Connection:
         if self._closing.is_set():
             return
         self._closing.set()
-        try:
+        with contextlib.suppress(Exception):
             self._ws.close(timeout=0.2)
-        except Exception:  # noqa: BLE001 - closing a broken socket may fail in many ways
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
 
     @property
     def closed(self) -> bool:
@@ -114,7 +119,7 @@ class Connection:
                 raise ConnectionLost("connection closed locally")
             try:
                 data = self._sock.recv(_READ_CHUNK)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except ssl.SSLWantReadError:
                 continue
@@ -147,15 +152,17 @@ class Connection:
                 head = 10
             if length > self.max_frame_bytes:
                 self.close()
-                raise FrameTooLarge(f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit")
+                raise FrameTooLarge(
+                    f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
+                )
             mask = b""
             if b1 & 0x80:
-                mask = bytes(buf[pos + head:pos + head + 4])
+                mask = bytes(buf[pos + head : pos + head + 4])
                 head += 4
             end = pos + head + length
             if len(buf) < end:
                 break
-            payload = bytes(buf[pos + head:end])
+            payload = bytes(buf[pos + head : end])
             if mask:
                 payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
             pos = end
@@ -168,10 +175,8 @@ class Connection:
 
     def _handle(self, fin: bool, opcode: int, payload: bytes) -> str | bytes | None:
         if opcode == OP_PING:
-            try:
+            with contextlib.suppress(websocket.WebSocketException, OSError):
                 self._ws.pong(payload)
-            except (websocket.WebSocketException, OSError):
-                pass
             return None
         if opcode == OP_PONG:
             return None
@@ -187,7 +192,9 @@ class Connection:
             self._fragments.append(payload)
             if sum(len(f) for f in self._fragments) > self.max_frame_bytes:
                 self.close()
-                raise FrameTooLarge(f"fragmented message exceeds the {self.max_frame_bytes}-byte limit")
+                raise FrameTooLarge(
+                    f"fragmented message exceeds the {self.max_frame_bytes}-byte limit"
+                )
             if not fin:
                 return None
             payload, opcode = b"".join(self._fragments), self._fragment_opcode

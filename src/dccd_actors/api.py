@@ -31,6 +31,11 @@ _ASK_TIMEOUT = 2.0
 _live_collectors: weakref.WeakSet[Collector] = weakref.WeakSet()
 
 
+def _ask(ref: pykka.ActorRef[Any], message: object, timeout: float = _ASK_TIMEOUT) -> Any:
+    """Ask from the user's thread, always with a timeout."""
+    return ref.ask(message, block=True, timeout=timeout)
+
+
 def open_store(path: str | Path) -> Store:
     """Open a data folder for reading (sealed and live segments).
 
@@ -88,9 +93,9 @@ class Collector:
             manager, self._manager = self._manager, None
             summary: dict[str, str] = {}
             try:
-                self._final_status = manager.ask("status", timeout=_ASK_TIMEOUT)
-                summary = manager.ask(StopChildren(timeout), timeout=timeout * 3 + 30)
-                self._final_status = manager.ask("status", timeout=_ASK_TIMEOUT)
+                self._final_status = _ask(manager, "status")
+                summary = _ask(manager, StopChildren(timeout), timeout * 3 + 30)
+                self._final_status = _ask(manager, "status")
             except (pykka.ActorDeadError, pykka.Timeout) as exc:
                 logger.error("collector stop incomplete: %r", exc)
             finally:
@@ -103,8 +108,12 @@ class Collector:
     def __enter__(self) -> Collector:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -117,7 +126,7 @@ class Collector:
         if self._manager is None:
             return self._final_status or CollectorStatus([], "stopped")
         try:
-            status: CollectorStatus = self._manager.ask("status", timeout=_ASK_TIMEOUT)
+            status: CollectorStatus = _ask(self._manager, "status")
         except pykka.ActorDeadError:
             return self._final_status or CollectorStatus([], "stopped")
         return status
@@ -139,7 +148,7 @@ class Collector:
         if self._manager is None:
             raise RuntimeError("collector is not running; call start() first")
         try:
-            self._manager.ask(AddStream(job), timeout=_ASK_TIMEOUT)
+            _ask(self._manager, AddStream(job))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -147,10 +156,10 @@ class Collector:
         """Seal every live segment now; collection continues into new segments."""
         if self._manager is None:
             return []
-        storage = self._manager.ask("storage_ref", timeout=_ASK_TIMEOUT)
+        storage = _ask(self._manager, "storage_ref")
         if storage is None:
             raise StorageError("storage is not running")
-        sealed: list[Path] = storage.ask(SealAll(), timeout=timeout)
+        sealed: list[Path] = _ask(storage, SealAll(), timeout)
         return sealed
 
     def sync_now(self, timeout: float = 600.0) -> dict[str, Any]:
@@ -165,12 +174,16 @@ class Collector:
             meta.mkdir(parents=True, exist_ok=True)
             handle = open(meta / "collector.lock", "w")  # noqa: SIM115 - held for the collector's life
         except OSError as exc:
-            raise StorageError(f"cannot use data folder {self.config.storage.local_path}: {exc.strerror or exc}") from exc
+            raise StorageError(
+                f"cannot use data folder {self.config.storage.local_path}: {exc.strerror or exc}"
+            ) from exc
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            raise StorageError(f"another collector is already writing to {self.config.storage.local_path}") from None
+            raise StorageError(
+                f"another collector is already writing to {self.config.storage.local_path}"
+            ) from None
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
@@ -194,5 +207,5 @@ def _stop_all_collectors() -> None:
     for collector in list(_live_collectors):
         try:
             collector.stop()
-        except Exception:  # noqa: BLE001 - nothing may raise at interpreter exit
+        except Exception:
             logger.exception("stopping a collector at exit failed")

@@ -45,12 +45,18 @@ def _fail(field_name: str, value: object, allowed: str) -> ConfigError:
     return ConfigError(f"{field_name}={value!r} is invalid: {allowed}")
 
 
-def _number(field_name: str, value: object, low: float, high: float, *, low_open: bool = False) -> float:
+def _number(
+    field_name: str, value: object, low: float, high: float, *, low_open: bool = False
+) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail(field_name, value, f"expected a number in {'(' if low_open else '['}{low}, {high}]")
+        raise _fail(
+            field_name, value, f"expected a number in {'(' if low_open else '['}{low}, {high}]"
+        )
     ok = (value > low if low_open else value >= low) and value <= high
     if not ok:
-        raise _fail(field_name, value, f"expected a number in {'(' if low_open else '['}{low}, {high}]")
+        raise _fail(
+            field_name, value, f"expected a number in {'(' if low_open else '['}{low}, {high}]"
+        )
     return float(value)
 
 
@@ -59,9 +65,17 @@ def _url(field_name: str, value: str | None, schemes: tuple[str, ...]) -> None:
         return
     parts = urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in schemes or not parts.hostname:
-        raise _fail(field_name, value, f"expected a {'/'.join(schemes)} URL with a host, e.g. {schemes[0]}://127.0.0.1:8765")
+        raise _fail(
+            field_name,
+            value,
+            f"expected a {'/'.join(schemes)} URL with a host, e.g. {schemes[0]}://127.0.0.1:8765",
+        )
     if parts.query or parts.fragment:
-        raise _fail(field_name, value, "give only scheme, host, port (and optional path); no query or fragment")
+        raise _fail(
+            field_name,
+            value,
+            "give only scheme, host, port (and optional path); no query or fragment",
+        )
 
 
 @dataclass(frozen=True)
@@ -92,11 +106,25 @@ class StreamJob:
             raise _fail("pairs", self.pairs, "expected a non-empty list of 'BASE/QUOTE' strings")
         for pair in self.pairs:
             if not isinstance(pair, str) or not _PAIR.match(pair.upper()):
-                raise _fail("pairs", pair, "expected 'BASE/QUOTE' with letters and digits only, e.g. 'BTC/USDT'")
-        if isinstance(self.channels, str) or not self.channels or any(c not in CHANNELS for c in self.channels):
-            raise _fail("channels", self.channels, f"expected a non-empty list from {list(CHANNELS)}")
+                raise _fail(
+                    "pairs",
+                    pair,
+                    "expected 'BASE/QUOTE' with letters and digits only, e.g. 'BTC/USDT'",
+                )
+        if (
+            isinstance(self.channels, str)
+            or not self.channels
+            or any(c not in CHANNELS for c in self.channels)
+        ):
+            raise _fail(
+                "channels", self.channels, f"expected a non-empty list from {list(CHANNELS)}"
+            )
         _number("time_step", self.time_step, 0, 86_400, low_open=True)
-        if isinstance(self.depth, bool) or not isinstance(self.depth, int) or not 1 <= self.depth <= 1000:
+        if (
+            isinstance(self.depth, bool)
+            or not isinstance(self.depth, int)
+            or not 1 <= self.depth <= 1000
+        ):
             raise _fail("depth", self.depth, "expected an integer in [1, 1000]")
         _url("url", self.url, ("wss", "ws"))
         _url("rest_url", self.rest_url, ("https", "http"))
@@ -113,7 +141,9 @@ class RemoteConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.remote, str) or not self.remote.strip():
-            raise _fail("remotes[].remote", self.remote, "expected an rclone remote such as 'gdrive:crypto'")
+            raise _fail(
+                "remotes[].remote", self.remote, "expected an rclone remote such as 'gdrive:crypto'"
+            )
         if self.provider != "rclone":
             raise _fail("remotes[].provider", self.provider, "only 'rclone' is supported")
 
@@ -134,14 +164,18 @@ class StorageConfig:
         if not isinstance(self.local_path, str | Path) or not str(self.local_path).strip():
             raise _fail("storage.local_path", self.local_path, "expected a folder path")
         object.__setattr__(self, "local_path", Path(self.local_path).expanduser())
-        remotes = tuple(r if isinstance(r, RemoteConfig) else RemoteConfig(str(r)) for r in self.remotes)
+        remotes = tuple(
+            r if isinstance(r, RemoteConfig) else RemoteConfig(str(r)) for r in self.remotes
+        )
         object.__setattr__(self, "remotes", remotes)
         _number("storage.sync_interval", self.sync_interval, 0, 10 * 86_400)
         _number("storage.flush_interval", self.flush_interval, 0, 60, low_open=True)
         if self.rotation not in ROTATIONS:
             raise _fail("storage.rotation", self.rotation, f"expected one of {list(ROTATIONS)}")
         if self.compression not in COMPRESSIONS:
-            raise _fail("storage.compression", self.compression, f"expected one of {list(COMPRESSIONS)}")
+            raise _fail(
+                "storage.compression", self.compression, f"expected one of {list(COMPRESSIONS)}"
+            )
         if self.keep_local_days is not None:
             _number("storage.keep_local_days", self.keep_local_days, 0, 100_000, low_open=True)
 
@@ -155,9 +189,16 @@ class AlertConfig:
 
     def __post_init__(self) -> None:
         _url("alerts.webhook_url", self.webhook_url, ("https", "http"))
-        if isinstance(self.max_consecutive_errors, bool) or not isinstance(self.max_consecutive_errors, int) \
-                or self.max_consecutive_errors < 1:
-            raise _fail("alerts.max_consecutive_errors", self.max_consecutive_errors, "expected an integer >= 1")
+        if (
+            isinstance(self.max_consecutive_errors, bool)
+            or not isinstance(self.max_consecutive_errors, int)
+            or self.max_consecutive_errors < 1
+        ):
+            raise _fail(
+                "alerts.max_consecutive_errors",
+                self.max_consecutive_errors,
+                "expected an integer >= 1",
+            )
 
 
 @dataclass(frozen=True)
@@ -202,12 +243,17 @@ class CollectorConfig:
         for job in jobs:
             for pair in job.pairs:
                 if (job.exchange, pair) in seen:
-                    raise _fail("stream_jobs", f"{job.exchange} {pair}", "each (exchange, pair) may appear only once")
+                    raise _fail(
+                        "stream_jobs",
+                        f"{job.exchange} {pair}",
+                        "each (exchange, pair) may appear only once",
+                    )
                 seen.add((job.exchange, pair))
         object.__setattr__(self, "stream_jobs", jobs)
 
 
 # -- YAML --------------------------------------------------------------------------------
+
 
 def load_config(path: str | Path) -> CollectorConfig:
     """Read a dccd YAML config (``storage``, ``remotes``, ``sync_interval``, ``stream_jobs``, ``alerts``).
@@ -226,18 +272,37 @@ def load_config(path: str | Path) -> CollectorConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"config file {path} must be a YAML mapping with 'storage' and 'stream_jobs'")
+        raise ConfigError(
+            f"config file {path} must be a YAML mapping with 'storage' and 'stream_jobs'"
+        )
     return config_from_dict(raw)
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
     """Build a :class:`CollectorConfig` from dccd's YAML structure."""
-    _warn_unknown("config", raw, {"storage", "remotes", "sync_interval", "stream_jobs", "histo_jobs", "alerts",
-                                  "policy", "log_level", "logging"})
+    _warn_unknown(
+        "config",
+        raw,
+        {
+            "storage",
+            "remotes",
+            "sync_interval",
+            "stream_jobs",
+            "histo_jobs",
+            "alerts",
+            "policy",
+            "log_level",
+            "logging",
+        },
+    )
     if raw.get("histo_jobs"):
-        warnings.warn("histo_jobs are not supported by dccd_actors and are ignored", UserWarning, stacklevel=3)
+        warnings.warn(
+            "histo_jobs are not supported by dccd_actors and are ignored", UserWarning, stacklevel=3
+        )
     storage_raw = raw.get("storage")
     if not isinstance(storage_raw, Mapping):
         raise _fail("storage", storage_raw, "expected a mapping with at least local_path")
@@ -247,7 +312,9 @@ def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
             storage_kw[key] = raw[key]
     _warn_unknown("storage", storage_kw, {f.name for f in fields(StorageConfig)})
     storage_kw["remotes"] = [_remote(r) for r in storage_kw.get("remotes") or []]
-    storage = StorageConfig(**{k: v for k, v in storage_kw.items() if k in {f.name for f in fields(StorageConfig)}})
+    storage = StorageConfig(
+        **{k: v for k, v in storage_kw.items() if k in {f.name for f in fields(StorageConfig)}}
+    )
     jobs_raw = raw.get("stream_jobs") or []
     if not isinstance(jobs_raw, list):
         raise _fail("stream_jobs", jobs_raw, "expected a list of jobs")
@@ -256,9 +323,13 @@ def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
     if not isinstance(alerts_raw, Mapping):
         raise _fail("alerts", alerts_raw, "expected a mapping")
     _warn_unknown("alerts", alerts_raw, {f.name for f in fields(AlertConfig)})
-    alerts = AlertConfig(**{k: v for k, v in alerts_raw.items() if k in {f.name for f in fields(AlertConfig)}})
+    alerts = AlertConfig(
+        **{k: v for k, v in alerts_raw.items() if k in {f.name for f in fields(AlertConfig)}}
+    )
     policy_raw = raw.get("policy") or {}
-    policy = RestartPolicy(**{k: v for k, v in policy_raw.items() if k in {f.name for f in fields(RestartPolicy)}})
+    policy = RestartPolicy(
+        **{k: v for k, v in policy_raw.items() if k in {f.name for f in fields(RestartPolicy)}}
+    )
     return CollectorConfig(storage=storage, stream_jobs=jobs, alerts=alerts, policy=policy)
 
 
@@ -272,7 +343,9 @@ def _remote(raw: object) -> RemoteConfig:
 
 def _job(index: int, raw: object) -> StreamJob:
     if not isinstance(raw, Mapping):
-        raise _fail(f"stream_jobs[{index}]", raw, "expected a mapping with exchange, pairs, channels")
+        raise _fail(
+            f"stream_jobs[{index}]", raw, "expected a mapping with exchange, pairs, channels"
+        )
     known = {f.name for f in fields(StreamJob)}
     _warn_unknown(f"stream_jobs[{index}]", raw, known)
     for required in ("exchange", "pairs"):

@@ -15,8 +15,15 @@ from typing import Any, Final
 
 import pykka
 
-from dccd_actors._ws import Connection, FrameTooLarge
-from dccd_actors.actors.messages import FramesReceived, ReaderDied, SnapshotFailed, SnapshotFetched, Tick
+from dccd_actors._ws import FrameTooLarge, connect
+from dccd_actors.actors.messages import (
+    Connected,
+    FramesReceived,
+    ReaderDied,
+    SnapshotFailed,
+    SnapshotFetched,
+    Tick,
+)
 from dccd_actors.errors import ConnectionLost
 
 __all__ = ["Inflight", "start_fetch", "start_reader", "start_ticker"]
@@ -47,12 +54,28 @@ class Inflight:
                 self._cond.notify_all()
 
 
-def start_reader(conn: Connection, ref: pykka.ActorRef[Any], reader_id: int, inflight: Inflight,
-                 stop: threading.Event, name: str) -> threading.Thread:
-    """Read frames until the connection ends; tell them to ``ref`` in batches."""
+def start_reader(
+    url: str,
+    max_frame_bytes: int,
+    ref: pykka.ActorRef[Any],
+    reader_id: int,
+    inflight: Inflight,
+    stop: threading.Event,
+    name: str,
+) -> threading.Thread:
+    """Connect, tell ``Connected``, then read frames until the connection ends.
+
+    Connecting here rather than in the actor keeps the actor free to answer and
+    to stop while a venue hangs during the handshake.
+    """
 
     def run() -> None:
         try:
+            conn = connect(url, max_frame_bytes=max_frame_bytes)
+            if stop.is_set():
+                conn.close()
+                return
+            ref.tell(Connected(conn, reader_id))
             while not stop.is_set():
                 ts_recv, frames = conn.read_batch()
                 ref.tell(FramesReceived(frames, ts_recv, reader_id))
@@ -63,7 +86,7 @@ def start_reader(conn: Connection, ref: pykka.ActorRef[Any], reader_id: int, inf
             _tell(ref, ReaderDied(str(exc), reader_id))
         except pykka.ActorDeadError:
             pass
-        except Exception as exc:  # noqa: BLE001 - a reader bug must reach the actor, not vanish
+        except Exception as exc:
             _tell(ref, ReaderDied(f"reader crashed: {exc!r}", reader_id))
 
     thread = threading.Thread(target=run, name=name, daemon=True)
@@ -71,7 +94,9 @@ def start_reader(conn: Connection, ref: pykka.ActorRef[Any], reader_id: int, inf
     return thread
 
 
-def start_ticker(ref: pykka.ActorRef[Any], interval: float, stop: threading.Event, name: str) -> threading.Thread:
+def start_ticker(
+    ref: pykka.ActorRef[Any], interval: float, stop: threading.Event, name: str
+) -> threading.Thread:
     """Tell ``Tick`` every ``interval`` seconds until ``stop`` is set or the actor dies."""
 
     def run() -> None:
@@ -84,14 +109,16 @@ def start_ticker(ref: pykka.ActorRef[Any], interval: float, stop: threading.Even
     return thread
 
 
-def start_fetch(ref: pykka.ActorRef[Any], url: str, fetch_id: int, delay: float, stop: threading.Event) -> None:
+def start_fetch(
+    ref: pykka.ActorRef[Any], url: str, fetch_id: int, delay: float, stop: threading.Event
+) -> None:
     """GET ``url`` in a thread after ``delay`` s; tell the body or the failure."""
 
     def run() -> None:
         if stop.wait(delay):
             return
         try:
-            with urllib.request.urlopen(url, timeout=_REST_TIMEOUT_S) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=_REST_TIMEOUT_S) as response:
                 body = response.read().decode("utf-8")
             _tell(ref, SnapshotFetched(body, time.time_ns(), fetch_id))
         except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:

@@ -51,10 +51,19 @@ class StreamCounters:
 
     def snapshot(self) -> StreamStats:
         return StreamStats(
-            frames=self.frames, trades=self.trades, book_rows=self.book_rows, snapshots=self.snapshots,
-            gaps=self.gaps, resyncs=self.resyncs, malformed=self.malformed,
-            malformed_by_kind=dict(self.malformed_by_kind), last_malformed=self.last_malformed,
-            venue_errors=self.venue_errors, last_venue_error=self.last_venue_error or self.last_error,
-            last_frame_ns=self.last_frame_ns, last_data_ns=self.last_data_ns,
-            connected=self.connected, book_live=self.book_live,
+            frames=self.frames,
+            trades=self.trades,
+            book_rows=self.book_rows,
+            snapshots=self.snapshots,
+            gaps=self.gaps,
+            resyncs=self.resyncs,
+            malformed=self.malformed,
+            malformed_by_kind=dict(self.malformed_by_kind),
+            last_malformed=self.last_malformed,
+            venue_errors=self.venue_errors,
+            last_venue_error=self.last_venue_error or self.last_error,
+            last_frame_ns=self.last_frame_ns,
+            last_data_ns=self.last_data_ns,
+            connected=self.connected,
+            book_live=self.book_live,
         )

@@ -20,10 +20,17 @@ from typing import Any
 import pykka
 
 from dccd_actors.actors._reader import start_ticker
-from dccd_actors.actors.messages import ChildExited, Heartbeat, StorageStats, StreamKey, StreamStats, Tick
+from dccd_actors.actors.messages import (
+    ChildExited,
+    Heartbeat,
+    StorageStats,
+    StreamKey,
+    StreamStats,
+    Tick,
+)
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import CollectorStatus, StreamStatus
-from dccd_actors.actors.storage import StorageActor
+from dccd_actors.actors.storage import StorageActor, _inbox_size
 from dccd_actors.actors.stream import PendingGap, StreamActor
 from dccd_actors.config import CollectorConfig, StreamJob
 
@@ -68,8 +75,14 @@ class ManagerActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, config: CollectorConfig, *, rng: random.Random | None = None,
-                 tick_interval: float = 0.05, storage_slow_down: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        *,
+        rng: random.Random | None = None,
+        tick_interval: float = 0.05,
+        storage_slow_down: float = 0.0,
+    ) -> None:
         super().__init__()
         self.config, self.policy = config, config.policy
         self.rng = rng or random.Random()
@@ -146,8 +159,14 @@ class ManagerActor(pykka.ThreadingActor):
         child.state, child.since, child.last_heartbeat = "starting", time.time(), time.monotonic()
         child.stats = StreamStats()
         child.ref = StreamActor.start(
-            manager=self.actor_ref, storage=self.storage, job=child.job, pair=child.key[1], gen=child.gen,
-            policy=self.policy, flush_interval=self.config.storage.flush_interval, pending_gap=child.pending_gap,
+            manager=self.actor_ref,
+            storage=self.storage,
+            job=child.job,
+            pair=child.key[1],
+            gen=child.gen,
+            policy=self.policy,
+            flush_interval=self.config.storage.flush_interval,
+            pending_gap=child.pending_gap,
         )
         child.pending_gap = None
 
@@ -179,13 +198,22 @@ class ManagerActor(pykka.ThreadingActor):
             self._on_storage_exit(exited)
             return
         child = self.children.get(exited.key)  # type: ignore[arg-type]
-        if child is None or exited.gen != child.gen or self.stopping or child.state not in ("starting", "running"):
+        if (
+            child is None
+            or exited.gen != child.gen
+            or self.stopping
+            or child.state not in ("starting", "running")
+        ):
             return
         self._schedule_restart(child, exited.cause, exited.error, exited.last_frame_ns)
 
     def _schedule_restart(self, child: _Child, cause: str, error: str, last_frame_ns: int) -> None:
         now = time.monotonic()
-        cause = cause if cause in ("disconnect", "stale", "seq_gap", "checksum", "resync") else "disconnect"
+        cause = (
+            cause
+            if cause in ("disconnect", "stale", "seq_gap", "checksum", "resync")
+            else "disconnect"
+        )
         child.ref = None
         child.restarts += 1
         child.consecutive_errors += 1
@@ -196,17 +224,28 @@ class ManagerActor(pykka.ThreadingActor):
         delay = child.backoff.next_delay(now)
         if child.backoff.exceeded(now):
             child.state, child.start_at = "parked", now + self.policy.park_interval
-            logger.error("%s parked after %d restarts in %.0f s: %s", child.key, len(child.backoff.failures),
-                         self.policy.restart_window, error)
+            logger.error(
+                "%s parked after %d restarts in %.0f s: %s",
+                child.key,
+                len(child.backoff.failures),
+                self.policy.restart_window,
+                error,
+            )
         else:
             child.state, child.start_at = "backoff", now + delay
-            logger.warning("%s exited (%s: %s); restarting in %.2f s", child.key, cause, error, delay)
+            logger.warning(
+                "%s exited (%s: %s); restarting in %.2f s", child.key, cause, error, delay
+            )
 
     # -- storage --------------------------------------------------------------------
     def _start_storage(self) -> None:
         self.storage_gen += 1
-        self.storage = StorageActor.start(manager=self.actor_ref, config=self.config.storage,
-                                          gen=self.storage_gen, slow_down=self._storage_slow_down)
+        self.storage = StorageActor.start(
+            manager=self.actor_ref,
+            config=self.config.storage,
+            gen=self.storage_gen,
+            slow_down=self._storage_slow_down,
+        )
         self.storage_start_at = None
 
     def _on_storage_exit(self, exited: ChildExited) -> None:
@@ -223,12 +262,19 @@ class ManagerActor(pykka.ThreadingActor):
             if child.ref is not None and child.state in ("starting", "running"):
                 child.ref.stop(block=False)
                 child.ref = None
-                child.pending_gap = (child.stats.last_frame_ns or time.time_ns(), "disconnect", "storage restart")
+                child.pending_gap = (
+                    child.stats.last_frame_ns or time.time_ns(),
+                    "disconnect",
+                    "storage restart",
+                )
                 child.state, child.start_at = "backoff", now + self.policy.min_backoff / 2
         if len(self.storage_failures) >= self.policy.storage_max_restarts:
             self.state = "failed"
-            logger.error("storage failed %d times in %.0f s; collector stopped", len(self.storage_failures),
-                         self.policy.storage_window)
+            logger.error(
+                "storage failed %d times in %.0f s; collector stopped",
+                len(self.storage_failures),
+                self.policy.storage_window,
+            )
             self._stop_children(self.policy.stop_timeout)
             return
         self.storage_start_at = now + min(self.policy.min_backoff / 2, 10.0)
@@ -238,10 +284,16 @@ class ManagerActor(pykka.ThreadingActor):
         if self.stopping or self.state == "failed":
             return
         now = time.monotonic()
-        if self.storage is None and self.storage_start_at is not None and now >= self.storage_start_at:
+        if (
+            self.storage is None
+            and self.storage_start_at is not None
+            and now >= self.storage_start_at
+        ):
             self._start_storage()
         elif self.storage is not None and not self.storage.is_alive():
-            self._on_storage_exit(ChildExited("storage", self.storage_gen, "failed", "storage died"))
+            self._on_storage_exit(
+                ChildExited("storage", self.storage_gen, "failed", "storage died")
+            )
         for child in self.children.values():
             self._check_child(child, now)
 
@@ -260,21 +312,39 @@ class ManagerActor(pykka.ThreadingActor):
         rows = []
         for child in self.children.values():
             stats = child.stats
-            rows.append(StreamStatus(
-                exchange=child.key[0], pair=child.key[1], state=child.state, gen=child.gen,
-                restarts=child.restarts, since=child.since, frames=stats.frames, trades=stats.trades,
-                book_rows=stats.book_rows, snapshots=stats.snapshots, gaps=stats.gaps, resyncs=stats.resyncs,
-                malformed=stats.malformed, malformed_by_kind=dict(stats.malformed_by_kind),
-                last_malformed=stats.last_malformed, venue_errors=stats.venue_errors,
-                consecutive_errors=child.consecutive_errors,
-                last_error=stats.last_venue_error or child.last_error, last_exit_cause=child.last_exit_cause,
-                last_frame_age_s=(now_ns - stats.last_frame_ns) / 1e9 if stats.last_frame_ns else None,
-                next_retry_in_s=max(0.0, child.start_at - now) if child.state in ("backoff", "parked") else None,
-                book_live=stats.book_live,
-            ))
+            rows.append(
+                StreamStatus(
+                    exchange=child.key[0],
+                    pair=child.key[1],
+                    state=child.state,
+                    gen=child.gen,
+                    restarts=child.restarts,
+                    since=child.since,
+                    frames=stats.frames,
+                    trades=stats.trades,
+                    book_rows=stats.book_rows,
+                    snapshots=stats.snapshots,
+                    gaps=stats.gaps,
+                    resyncs=stats.resyncs,
+                    malformed=stats.malformed,
+                    malformed_by_kind=dict(stats.malformed_by_kind),
+                    last_malformed=stats.last_malformed,
+                    venue_errors=stats.venue_errors,
+                    consecutive_errors=child.consecutive_errors,
+                    last_error=stats.last_venue_error or child.last_error,
+                    last_exit_cause=child.last_exit_cause,
+                    last_frame_age_s=(now_ns - stats.last_frame_ns) / 1e9
+                    if stats.last_frame_ns
+                    else None,
+                    next_retry_in_s=max(0.0, child.start_at - now)
+                    if child.state in ("backoff", "parked")
+                    else None,
+                    book_live=stats.book_live,
+                )
+            )
         storage = {"gen": self.storage_gen, "running": self.storage is not None}
         if self.storage is not None:
-            storage["backlog"] = self.storage.actor_inbox.qsize()
+            storage["backlog"] = _inbox_size(self.storage.actor_inbox)
         return CollectorStatus(rows, self.state, self.error, storage)
 
     # -- stop -----------------------------------------------------------------------

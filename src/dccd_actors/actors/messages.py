@@ -20,6 +20,12 @@ class FramesReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class Connected:
+    conn: Any  # dccd_actors._ws.Connection
+    reader_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderDied:
     reason: str
     reader_id: int

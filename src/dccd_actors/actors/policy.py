@@ -34,7 +34,7 @@ class Backoff:
         base = min(self.policy.min_backoff * 2**self.attempt, self.policy.max_backoff)
         self.attempt += 1
         self.healthy_since = None
-        return base * (1.0 + self.rng.uniform(0.0, self.policy.jitter))
+        return float(base * (1.0 + self.rng.uniform(0.0, self.policy.jitter)))
 
     def exceeded(self, now: float) -> bool:
         """More than ``max_restarts`` failures within ``restart_window``: park the child."""

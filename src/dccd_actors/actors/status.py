@@ -50,16 +50,33 @@ class StreamStatus:
         return asdict(self)
 
 
-_COLUMNS = ("exchange", "pair", "state", "gen", "frames", "trades", "book_rows", "gaps", "resyncs",
-            "malformed", "last_frame_age_s", "last_error")
+_COLUMNS = (
+    "exchange",
+    "pair",
+    "state",
+    "gen",
+    "frames",
+    "trades",
+    "book_rows",
+    "gaps",
+    "resyncs",
+    "malformed",
+    "last_frame_age_s",
+    "last_error",
+)
 
 
 class CollectorStatus(list[StreamStatus]):
     """The per-stream rows (a list), plus the collector's ``state`` (``running``,
     ``stopped``, ``failed``), ``error`` and ``storage`` figures."""
 
-    def __init__(self, streams: list[StreamStatus], state: str = "running", error: str = "",
-                 storage: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        streams: list[StreamStatus],
+        state: str = "running",
+        error: str = "",
+        storage: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(streams)
         self.state = state
         self.error = error
@@ -68,10 +85,14 @@ class CollectorStatus(list[StreamStatus]):
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
         rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(getattr(s, c)))}</td>" for c in _COLUMNS) + "</tr>"
+            "<tr>"
+            + "".join(f"<td>{html.escape(_fmt(getattr(s, c)))}</td>" for c in _COLUMNS)
+            + "</tr>"
             for s in self
         )
-        caption = f"collector {html.escape(self.state)}" + (f": {html.escape(self.error)}" if self.error else "")
+        caption = f"collector {html.escape(self.state)}" + (
+            f": {html.escape(self.error)}" if self.error else ""
+        )
         return f"<table><caption>{caption}</caption><tr>{head}</tr>{rows}</table>"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,8 +30,14 @@ class StorageActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, *, manager: pykka.ActorRef[Any], config: StorageConfig, gen: int,
-                 slow_down: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        manager: pykka.ActorRef[Any],
+        config: StorageConfig,
+        gen: int,
+        slow_down: float = 0.0,
+    ) -> None:
         super().__init__()
         self.manager, self.config, self.gen = manager, config, gen
         self.writer: SegmentWriter | None = None
@@ -43,7 +50,9 @@ class StorageActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         try:
-            self.writer = SegmentWriter(Path(self.config.local_path), self.config.rotation, self.config.compression)
+            self.writer = SegmentWriter(
+                Path(self.config.local_path), self.config.rotation, self.config.compression
+            )
             self.writer.recover()
         except Exception as exc:
             self._report("failed", repr(exc))
@@ -82,7 +91,7 @@ class StorageActor(pykka.ThreadingActor):
             rows_written=0 if writer is None else writer.rows_written,
             bytes_written=0 if writer is None else writer.bytes_written,
             appends=self._appends,
-            backlog=self.actor_inbox.qsize(),
+            backlog=_inbox_size(self.actor_inbox),
             last_error=self._last_error,
         )
 
@@ -91,7 +100,7 @@ class StorageActor(pykka.ThreadingActor):
         if self.writer is not None:
             try:
                 self.writer.seal_all("stop")
-            except Exception as exc:  # noqa: BLE001 - report, never hang the stop
+            except Exception as exc:
                 logger.error("sealing on stop failed: %r", exc)
                 self.writer.close()
         self._report("stopped", "")
@@ -106,7 +115,10 @@ class StorageActor(pykka.ThreadingActor):
         if self._exited:
             return
         self._exited = True
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(ChildExited("storage", self.gen, cause, error))
-        except pykka.ActorDeadError:
-            pass
+
+
+def _inbox_size(inbox: Any) -> int:
+    """Messages waiting in an actor's inbox (a queue.Queue for ThreadingActor)."""
+    return int(inbox.qsize())

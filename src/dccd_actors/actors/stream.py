@@ -8,6 +8,7 @@ ends the actor with a ``ChildExited`` to the manager, which owns restarts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from dccd_actors.actors._streamstate import StreamCounters
 from dccd_actors.actors.messages import (
     Append,
     ChildExited,
+    Connected,
     FramesReceived,
     Heartbeat,
     ReaderDied,
@@ -63,14 +65,26 @@ class StreamActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, *, manager: pykka.ActorRef[Any], storage: pykka.ActorRef[Any], job: StreamJob,
-                 pair: str, gen: int, policy: RestartPolicy, flush_interval: float,
-                 pending_gap: PendingGap | None = None, tick_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        *,
+        manager: pykka.ActorRef[Any],
+        storage: pykka.ActorRef[Any],
+        job: StreamJob,
+        pair: str,
+        gen: int,
+        policy: RestartPolicy,
+        flush_interval: float,
+        pending_gap: PendingGap | None = None,
+        tick_interval: float = 0.1,
+    ) -> None:
         super().__init__()
         self.key = (job.exchange, pair)
         self.job, self.gen, self.policy = job, gen, policy
         self.manager, self.storage = manager, storage
-        self.adapter = adapter_class(job.exchange)(pair, job.channels, url=job.url, rest_url=job.rest_url)
+        self.adapter = adapter_class(job.exchange)(
+            pair, job.channels, url=job.url, rest_url=job.rest_url
+        )
         venue_symbol = str(getattr(self.adapter, "symbol", pair))
         self.info = SegmentInfo(job.exchange, pair, venue_symbol, job.depth, float(job.time_step))
         self.counters = StreamCounters(self.key)
@@ -89,6 +103,7 @@ class StreamActor(pykka.ThreadingActor):
         self._fetch_attempts = 0
         self._exited = False
         self._connected_ns = 0
+        self._connect_started_ns = 0
         self._last_flush_ns = time.time_ns()
         self._last_ping_ns = time.time_ns()
         self._next_snapshot_ns = (time.time_ns() // self._step_ns + 1) * self._step_ns
@@ -97,15 +112,25 @@ class StreamActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         name = f"{self.key[0]}:{self.key[1]}#{self.gen}"
         start_ticker(self.actor_ref, self._tick_interval, self._stop_threads, f"{name}:ticker")
-        try:
-            self._conn = _ws.connect(self.adapter.url(), max_frame_bytes=self.policy.max_frame_bytes)
-        except ConnectionLost as exc:
-            self._exit("disconnect", str(exc))
+        self._connect_started_ns = time.time_ns()
+        start_reader(
+            self.adapter.url(),
+            self.policy.max_frame_bytes,
+            self.actor_ref,
+            self.gen,
+            self._inflight,
+            self._stop_threads,
+            f"{name}:reader",
+        )
+
+    def _on_connected(self, conn: _ws.Connection) -> None:
+        if self._exited:
+            conn.close()
             return
+        self._conn = conn
         self._connected_ns = time.time_ns()
         self.counters.connected = True
-        logger.info("%s connected (generation %d)", name, self.gen)
-        start_reader(self._conn, self.actor_ref, self.gen, self._inflight, self._stop_threads, f"{name}:reader")
+        logger.info("%s:%s connected (generation %d)", self.key[0], self.key[1], self.gen)
         self._dispatch(self.adapter.on_open(), time.time_ns())
 
     def on_stop(self) -> None:
@@ -131,10 +156,8 @@ class StreamActor(pykka.ThreadingActor):
             return
         self._exited = True
         message = ChildExited(self.key, self.gen, cause, error, self.counters.last_frame_ns)
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(message)
-        except pykka.ActorDeadError:
-            pass
 
     def _exit(self, cause: str, detail: str) -> None:
         """End this generation; the manager restarts it with backoff."""
@@ -150,6 +173,9 @@ class StreamActor(pykka.ThreadingActor):
                 self._on_frames(message)
             case Tick():
                 self._on_tick()
+            case Connected(conn=conn, reader_id=reader_id):
+                if reader_id == self.gen:
+                    self._on_connected(conn)
             case ReaderDied(reason=reason, reader_id=reader_id, too_large=too_large):
                 if reader_id == self.gen and not self._exited:
                     if too_large:
@@ -157,7 +183,9 @@ class StreamActor(pykka.ThreadingActor):
                     self._exit("disconnect", reason)
             case SnapshotFetched(body=body, ts_recv=ts_recv, fetch_id=fetch_id):
                 if fetch_id == self._fetch_id:
-                    self._guarded(lambda: self.adapter.receive_snapshot(body, ts_recv), body, ts_recv)
+                    self._guarded(
+                        lambda: self.adapter.receive_snapshot(body, ts_recv), body, ts_recv
+                    )
             case SnapshotFailed(reason=reason, fetch_id=fetch_id):
                 if fetch_id == self._fetch_id:
                     self.counters.note_error(reason)
@@ -178,7 +206,7 @@ class StreamActor(pykka.ThreadingActor):
             if isinstance(frame, bytes):
                 counters.count_malformed("binary", repr(frame[:200]))
                 continue
-            self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)  # type: ignore[misc]
+            self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)
             if self._exited:
                 break
         self._inflight.done(len(message.frames))
@@ -191,7 +219,7 @@ class StreamActor(pykka.ThreadingActor):
         except ParseError as exc:
             self.counters.count_malformed(exc.kind, exc.excerpt)
             return
-        except Exception as exc:  # noqa: BLE001 - hostile input must never take the stream down
+        except Exception as exc:
             self.counters.count_malformed("adapter_error", f"{exc!r} on {frame[:160]!r}")
             return
         if events:
@@ -244,7 +272,7 @@ class StreamActor(pykka.ThreadingActor):
 
     def _fetch(self, url: str) -> None:
         self._fetch_id += 1
-        delay = 0.0 if self._fetch_attempts == 0 else min(0.05 * 2 ** self._fetch_attempts, 5.0)
+        delay = 0.0 if self._fetch_attempts == 0 else min(0.05 * 2**self._fetch_attempts, 5.0)
         self._fetch_attempts += 1
         start_fetch(self.actor_ref, url, self._fetch_id, delay, self._stop_threads)
 
@@ -255,6 +283,8 @@ class StreamActor(pykka.ThreadingActor):
         now = time.time_ns()
         if self._conn is not None:
             self._keepalive(now)
+        elif now - self._connect_started_ns > self.policy.stale_timeout * 1e9:
+            self._exit("disconnect", "connection not established within stale_timeout")
         if self._exited:
             return
         if "book" in self.job.channels and now >= self._next_snapshot_ns:
@@ -303,7 +333,8 @@ class StreamActor(pykka.ThreadingActor):
             trades=trades_array(self._trades) if self._trades else None,
             book_deltas=deltas_array(self._deltas) if self._deltas else None,
             book_snapshots=np.array(self._snapshots, dtype=book_snapshot_dtype(self.job.depth))
-            if self._snapshots else None,
+            if self._snapshots
+            else None,
             gaps=gaps_array(self._gaps) if self._gaps else None,
         )
         self.counters.trades += len(self._trades)
@@ -323,7 +354,5 @@ class StreamActor(pykka.ThreadingActor):
 
     def _heartbeat(self) -> None:
         self.counters.book_live = self.adapter.book_live
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(Heartbeat(self.key, self.gen, self.counters.snapshot()))
-        except pykka.ActorDeadError:
-            pass

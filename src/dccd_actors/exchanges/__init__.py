@@ -33,6 +33,8 @@ def adapter_class(exchange: str) -> type[BaseAdapter]:
     try:
         module_name, class_name = ADAPTER_CLASSES[exchange]
     except KeyError:
-        raise ConfigError(f"exchange={exchange!r} is invalid: expected one of {sorted(ADAPTER_CLASSES)}") from None
+        raise ConfigError(
+            f"exchange={exchange!r} is invalid: expected one of {sorted(ADAPTER_CLASSES)}"
+        ) from None
     cls: type[BaseAdapter] = getattr(importlib.import_module(module_name), class_name)
     return cls

@@ -99,7 +99,9 @@ class VenueError:
     message: str
 
 
-Event = Trades | BookDeltas | Send | FetchSnapshot | BookInvalid | BookValid | Reconnect | VenueError
+Event = (
+    Trades | BookDeltas | Send | FetchSnapshot | BookInvalid | BookValid | Reconnect | VenueError
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +157,9 @@ class BaseAdapter:
         self.channels = frozenset(channels)
         unknown = self.channels - self.CHANNELS
         if unknown:
-            raise ConfigError(f"{self.exchange}: channels {sorted(unknown)} not supported; allowed {sorted(self.CHANNELS)}")
+            raise ConfigError(
+                f"{self.exchange}: channels {sorted(unknown)} not supported; allowed {sorted(self.CHANNELS)}"
+            )
         self.base_url = (url or self.DEFAULT_URL).rstrip("/")
         self.rest_base_url = (rest_url or self.DEFAULT_REST_URL).rstrip("/")
         self.checksum = checksum
@@ -181,7 +185,9 @@ class BaseAdapter:
 
     def receive_snapshot(self, body: str, ts_recv: int) -> list[Event]:
         """Feed the body of a REST snapshot requested with ``FetchSnapshot``."""
-        raise ParseError(self.exchange, "unexpected_snapshot", "this venue takes no REST snapshot", body)
+        raise ParseError(
+            self.exchange, "unexpected_snapshot", "this venue takes no REST snapshot", body
+        )
 
     def snapshot_failed(self, reason: str) -> list[Event]:
         """The REST snapshot could not be fetched; by default, ask for a new connection."""

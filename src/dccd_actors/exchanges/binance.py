@@ -21,8 +21,8 @@ from dccd_actors.exchanges._base import (
     MS,
     BaseAdapter,
     BookDeltas,
-    DeltaRow,
     BookValid,
+    DeltaRow,
     Event,
     FetchSnapshot,
     Reconnect,
@@ -60,6 +60,8 @@ class BinanceAdapter(BaseAdapter):
         self._buffer: list[dict[str, Any]] = []
         self._local_id = -1
         self._snapshot_pending = False
+        self.continuity_checks = 0  # applied events that passed U == previous u + 1
+        self._bridged = False  # the first event after a snapshot is a bridge, not a continuity check
 
     def url(self) -> str:
         streams = []
@@ -99,19 +101,25 @@ class BinanceAdapter(BaseAdapter):
             if kind == "depthUpdate":
                 return self._depth(data, ts_recv, text)
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._parse_error("bad_field", f"{kind} frame has a bad field ({exc!r})", text) from None
+            raise self._parse_error(
+                "bad_field", f"{kind} frame has a bad field ({exc!r})", text
+            ) from None
         if kind == "serverShutdown":
             return [Reconnect("disconnect", "serverShutdown announced by Binance")]
         if "result" in msg and "id" in msg:
             return []  # subscription ack
         if "code" in msg or "error" in msg:
-            return [VenueError(f"binance error: {msg.get('code')} {msg.get('msg') or msg.get('error')}")]
+            return [
+                VenueError(f"binance error: {msg.get('code')} {msg.get('msg') or msg.get('error')}")
+            ]
         raise self._parse_error("unknown", f"unknown message kind {kind!r}", text)
 
     # -- trades ---------------------------------------------------------------------
     def _trade(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         if data["s"] != self.symbol:
-            raise self._parse_error("wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text)
+            raise self._parse_error(
+                "wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text
+            )
         price, amount = _positive(data["p"]), _positive(data["q"])
         side = -1 if data["m"] is True else 1  # buyer is maker: the taker sold
         row: TradeRow = (int(data["T"]) * MS, ts_recv, int(data["t"]), b"", price, amount, side, 0)
@@ -120,7 +128,9 @@ class BinanceAdapter(BaseAdapter):
     # -- book -----------------------------------------------------------------------
     def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         if data["s"] != self.symbol:
-            raise self._parse_error("wrong_symbol", f"depth for {data['s']!r} on the {self.symbol} stream", text)
+            raise self._parse_error(
+                "wrong_symbol", f"depth for {data['s']!r} on the {self.symbol} stream", text
+            )
         first, last = int(data["U"]), int(data["u"])
         if first > last:
             raise self._parse_error("bad_field", f"U {first} > u {last}", text)
@@ -133,7 +143,9 @@ class BinanceAdapter(BaseAdapter):
         if last <= self._local_id:
             return []
         if first > self._local_id + 1:
-            invalid = self._invalidate("seq_gap", f"expected U <= {self._local_id + 1}, got U={first} u={last}")
+            invalid = self._invalidate(
+                "seq_gap", f"expected U <= {self._local_id + 1}, got U={first} u={last}"
+            )
             self._buffer = [event]
             self._snapshot_pending = True
             return [invalid, FetchSnapshot(self.snapshot_url())]
@@ -141,6 +153,9 @@ class BinanceAdapter(BaseAdapter):
 
     def _apply(self, event: dict[str, Any], ts_recv: int) -> list[DeltaRow]:
         seq, ts_event = event["u"], event["E"]
+        if self._bridged and event["U"] == self._local_id + 1:
+            self.continuity_checks += 1
+        self._bridged = True
         rows: list[DeltaRow] = []
         book_set = self.book.set
         for side, price, size in event["levels"]:
@@ -159,7 +174,9 @@ class BinanceAdapter(BaseAdapter):
             last_id = int(snap["lastUpdateId"])
             levels = _levels(snap["bids"], BID) + _levels(snap["asks"], ASK)
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._parse_error("bad_snapshot", f"REST depth snapshot unusable ({exc!r})", body) from None
+            raise self._parse_error(
+                "bad_snapshot", f"REST depth snapshot unusable ({exc!r})", body
+            ) from None
         if self._buffer and last_id < self._buffer[0]["U"]:
             self._snapshot_pending = True  # too old for what we buffered: fetch again
             return [FetchSnapshot(self.snapshot_url())]
@@ -173,6 +190,7 @@ class BinanceAdapter(BaseAdapter):
             self.book.set(side, price, size)
         self._buffer = []
         self._local_id = last_id
+        self._bridged = False
         self.book_live = True
         self._mark_book(-1, ts_recv, last_id)
         rows = self.book.snapshot_rows(-1, ts_recv, last_id)

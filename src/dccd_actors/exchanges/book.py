@@ -51,7 +51,9 @@ class OrderBook:
         self._bids.clear()
         self._asks.clear()
 
-    def set(self, side: int, price: float, size: float, price_text: str = "", size_text: str = "") -> bool:
+    def set(
+        self, side: int, price: float, size: float, price_text: str = "", size_text: str = ""
+    ) -> bool:
         """Set the level at ``price`` to ``size`` (0 deletes); return whether it existed."""
         if side == BID:
             levels, keys, key = self._bids, self._bid_keys, price
@@ -127,7 +129,10 @@ class OrderBook:
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken sends no out-of-scope deletes)."""
-        for keys, levels, sign in ((self._bid_keys, self._bids, 1.0), (self._ask_keys, self._asks, -1.0)):
+        for keys, levels, sign in (
+            (self._bid_keys, self._bids, 1.0),
+            (self._ask_keys, self._asks, -1.0),
+        ):
             excess = len(keys) - depth
             if excess > 0:
                 for key in keys[:excess]:
@@ -142,8 +147,14 @@ class OrderBook:
         An empty book still yields one marker row (side 0, price NaN, size 0) so that
         the reset it stands for is recorded.
         """
-        rows = [(ts_event, ts_recv, seq, BID, p, self._bids[p][0], FLAG_SNAPSHOT) for p in self.bid_prices()]
-        rows += [(ts_event, ts_recv, seq, ASK, p, self._asks[p][0], FLAG_SNAPSHOT) for p in self.ask_prices()]
+        rows = [
+            (ts_event, ts_recv, seq, BID, p, self._bids[p][0], FLAG_SNAPSHOT)
+            for p in self.bid_prices()
+        ]
+        rows += [
+            (ts_event, ts_recv, seq, ASK, p, self._asks[p][0], FLAG_SNAPSHOT)
+            for p in self.ask_prices()
+        ]
         if not rows:
             return [(ts_event, ts_recv, seq, 0, float("nan"), 0.0, FLAG_SNAPSHOT | FLAG_LAST)]
         last = rows[-1]

@@ -54,7 +54,11 @@ class SegmentName:
         if match is None:
             return None
         start = datetime.strptime(match.group(1), _TIME_FORMAT).replace(tzinfo=UTC)
-        return cls(int(start.timestamp()) * 1_000_000_000, int(match.group(2) or 0), match.group(3) == LIVE_SUFFIX)
+        return cls(
+            int(start.timestamp()) * 1_000_000_000,
+            int(match.group(2) or 0),
+            match.group(3) == LIVE_SUFFIX,
+        )
 
     def filename(self) -> str:
         stamp = datetime.fromtimestamp(self.start_ns // 1_000_000_000, UTC).strftime(_TIME_FORMAT)
@@ -71,7 +75,10 @@ def new_live_name(folder: Path, start_ns: int) -> SegmentName:
     index = 0
     while True:
         name = SegmentName(second, index, True)
-        if not (folder / name.filename()).exists() and not (folder / name.sealed().filename()).exists():
+        if (
+            not (folder / name.filename()).exists()
+            and not (folder / name.sealed().filename()).exists()
+        ):
             return name
         index += 1
 

@@ -46,7 +46,10 @@ def to_ns(value: TimeLike) -> int | None:
             value = value.replace(tzinfo=UTC)
         return int(value.timestamp()) * 1_000_000_000 + value.microsecond * 1000
     if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()) * 1_000_000_000
+        return (
+            int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp())
+            * 1_000_000_000
+        )
     raise TypeError(f"cannot read {value!r} as a time")
 
 
@@ -60,7 +63,9 @@ class StreamInfo:
     live_segments: int
 
 
-def _bisect(path: Path, name: str, n: int, ts: int, reader: Callable[[int, int], RecordArray]) -> int:
+def _bisect(
+    path: Path, name: str, n: int, ts: int, reader: Callable[[int, int], RecordArray]
+) -> int:
     lo, hi = 0, n
     while lo < hi:
         mid = (lo + hi) // 2
@@ -95,27 +100,41 @@ class Store:
             for pair_dir in sorted(p for p in ex_dir.iterdir() if p.is_dir()):
                 segments = list_segments(pair_dir)
                 if segments:
-                    out.append(StreamInfo(ex_dir.name, pair_dir.name.replace("-", "/"), len(segments),
-                                          sum(1 for n, _ in segments if n.live)))
+                    out.append(
+                        StreamInfo(
+                            ex_dir.name,
+                            pair_dir.name.replace("-", "/"),
+                            len(segments),
+                            sum(1 for n, _ in segments if n.live),
+                        )
+                    )
         return out
 
     def segments(self, exchange: str, pair: str) -> list[Path]:
         """Segment files of one stream in time order."""
         return [p for _, p in list_segments(stream_dir(self.root, exchange, pair))]
 
-    def trades(self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None) -> RecordArray:
+    def trades(
+        self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None
+    ) -> RecordArray:
         """Every trade with ``start <= ts_recv < end``, in order (``records.TRADES``)."""
         return self._read("trades", exchange, pair, start, end)
 
-    def book_deltas(self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None) -> RecordArray:
+    def book_deltas(
+        self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None
+    ) -> RecordArray:
         """Book rows (``records.BOOK_DELTAS``); SNAPSHOT-flagged runs replace the book."""
         return self._read("book_deltas", exchange, pair, start, end)
 
-    def book_snapshots(self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None) -> RecordArray:
+    def book_snapshots(
+        self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None
+    ) -> RecordArray:
         """One row per ``time_step`` with the top ``depth`` levels per side."""
         return self._read("book_snapshots", exchange, pair, start, end)
 
-    def gaps(self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None) -> RecordArray:
+    def gaps(
+        self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None
+    ) -> RecordArray:
         """Intervals where data may be missing that overlap ``[start, end)``; text fields as str."""
         rows = self._read("gaps", exchange, pair, None, None)
         lo, hi = to_ns(start), to_ns(end)
@@ -123,13 +142,18 @@ class Store:
             rows = rows[rows["end_ns"] >= lo]
         if hi is not None:
             rows = rows[rows["start_ns"] < hi]
-        out = np.empty(len(rows), dtype=[("start_ns", "<i8"), ("end_ns", "<i8"), ("cause", "U16"), ("detail", "U160")])
+        out = np.empty(
+            len(rows),
+            dtype=[("start_ns", "<i8"), ("end_ns", "<i8"), ("cause", "U16"), ("detail", "U160")],
+        )
         out["start_ns"], out["end_ns"] = rows["start_ns"], rows["end_ns"]
         out["cause"] = np.char.decode(rows["cause"], "utf-8") if len(rows) else []
         out["detail"] = np.char.decode(rows["detail"], "utf-8", "replace") if len(rows) else []
-        return out  # type: ignore[no-any-return]
+        return out
 
-    def _read(self, name: str, exchange: str, pair: str, start: TimeLike, end: TimeLike) -> RecordArray:
+    def _read(
+        self, name: str, exchange: str, pair: str, start: TimeLike, end: TimeLike
+    ) -> RecordArray:
         lo, hi = to_ns(start), to_ns(end)
         parts = []
         dtype = None
@@ -140,8 +164,10 @@ class Store:
                 if len(part):
                     parts.append(part)
         if not parts:
-            return np.empty(0, dtype=dtype if dtype is not None else (GAPS if name == "gaps" else _empty(name)))
-        return np.concatenate(parts)  # type: ignore[no-any-return]
+            return np.empty(
+                0, dtype=dtype if dtype is not None else (GAPS if name == "gaps" else _empty(name))
+            )
+        return np.concatenate(parts)
 
 
 def _empty(name: str) -> np.dtype[Any]:
@@ -187,8 +213,14 @@ def _read_segment(path: Path, name: str, lo: int | None, hi: int | None) -> Reco
         return _slice(path, name, n, lo, hi, read)
 
 
-def _slice(path: Path, name: str, n: int, lo: int | None, hi: int | None,
-           read: Callable[[int, int], RecordArray]) -> RecordArray:
+def _slice(
+    path: Path,
+    name: str,
+    n: int,
+    lo: int | None,
+    hi: int | None,
+    read: Callable[[int, int], RecordArray],
+) -> RecordArray:
     if name == "gaps" or n == 0:
         return read(0, n)
     a = 0 if lo is None else _bisect(path, name, n, lo, read)

@@ -25,10 +25,25 @@ import numpy as np
 
 from dccd_actors import __version__
 from dccd_actors.errors import StorageError
-from dccd_actors.records import BOOK_DELTAS, GAPS, SCHEMA_VERSION, TRADES, RecordArray, book_snapshot_dtype
+from dccd_actors.records import (
+    BOOK_DELTAS,
+    GAPS,
+    SCHEMA_VERSION,
+    TRADES,
+    RecordArray,
+    book_snapshot_dtype,
+)
 from dccd_actors.storage.layout import TMP_SUFFIX, SegmentName
 
-__all__ = ["DATASETS", "LiveSegment", "SegmentInfo", "live_segment", "read_rows", "recover_tail", "seal"]
+__all__ = [
+    "DATASETS",
+    "LiveSegment",
+    "SegmentInfo",
+    "live_segment",
+    "read_rows",
+    "recover_tail",
+    "seal",
+]
 
 DATASETS: Final = ("trades", "book_deltas", "book_snapshots", "gaps")
 _LIVE_CHUNK_BYTES: Final = 256 * 1024
@@ -116,9 +131,11 @@ class LiveSegment:
                 dataset.resize((start + len(rows),))
                 dataset[start:] = rows
             except (OSError, ValueError, TypeError) as exc:
-                raise StorageError(f"cannot append {len(rows)} rows to {self.path}:{name}: {exc}") from exc
+                raise StorageError(
+                    f"cannot append {len(rows)} rows to {self.path}:{name}: {exc}"
+                ) from exc
             self.rows[name] = start + len(rows)
-            if "ts_recv" in rows.dtype.names:
+            if "ts_recv" in (rows.dtype.names or ()):
                 self.last_ts_recv = max(self.last_ts_recv, int(rows["ts_recv"][-1]))
 
     def flush(self) -> None:

@@ -39,7 +39,9 @@ def period_end_ns(start_ns: int, rotation: str) -> int:
 class SegmentWriter:
     """Owns every live segment of one data folder."""
 
-    def __init__(self, root: Path, rotation: str = "daily", compression: str | None = "gzip") -> None:
+    def __init__(
+        self, root: Path, rotation: str = "daily", compression: str | None = "gzip"
+    ) -> None:
         self.root = root
         self.rotation = rotation
         self.compression = None if compression in (None, "none") else compression
@@ -93,7 +95,9 @@ class SegmentWriter:
     def rotate_due(self, now_ns: int | None = None) -> list[Path]:
         """Seal segments whose period has ended."""
         now = now_ns or time.time_ns()
-        due = [k for k, s in self.segments.items() if now >= period_end_ns(s.start_ns, self.rotation)]
+        due = [
+            k for k, s in self.segments.items() if now >= period_end_ns(s.start_ns, self.rotation)
+        ]
         return [self.seal(k, "rotation") for k in due]
 
     def seal(self, key: StreamKey, reason: str) -> Path:
@@ -126,7 +130,9 @@ class SegmentWriter:
                 self._record_restart_gap(key, folder, segment, now)
         return segment
 
-    def _record_restart_gap(self, key: StreamKey, folder: Path, segment: LiveSegment, now: int) -> None:
+    def _record_restart_gap(
+        self, key: StreamKey, folder: Path, segment: LiveSegment, now: int
+    ) -> None:
         """The interval since the previous run of this stream ended (stop or crash)."""
         if key in self._crash_gaps:
             last, detail = self._crash_gaps.pop(key)
@@ -144,4 +150,9 @@ class SegmentWriter:
             return
         if reason in ("stop", "crash") and last > 0:
             cause = "stop" if reason == "stop" else "crash"
-            segment.append("gaps", gaps_array([(last, now, cause, f"collector not running since {previous[-1].name}")]))
+            segment.append(
+                "gaps",
+                gaps_array(
+                    [(last, now, cause, f"collector not running since {previous[-1].name}")]
+                ),
+            )

@@ -58,9 +58,9 @@ class Market:
     def best_ask(self) -> Decimal:
         return min(self.asks)
 
-    def step(self, ts_ms: int, n_changes: int = 4, trade_prob: float = 0.6) -> tuple[
-        list[tuple[int, Decimal, Decimal]], list[MarketTrade]
-    ]:
+    def step(
+        self, ts_ms: int, n_changes: int = 4, trade_prob: float = 0.6
+    ) -> tuple[list[tuple[int, Decimal, Decimal]], list[MarketTrade]]:
         """Advance the market one message: some level changes, maybe a few trades."""
         changes: list[tuple[int, Decimal, Decimal]] = []
         trades: list[MarketTrade] = []

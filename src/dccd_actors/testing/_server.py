@@ -140,8 +140,12 @@ class FakeExchange:
             max_size=None,
             logger=_ws_logger,
         )
-        server_thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.exchange}", daemon=True)
-        market_thread = threading.Thread(target=self._market_loop, name=f"fake-{self.exchange}-market", daemon=True)
+        server_thread = threading.Thread(
+            target=self._server.serve_forever, name=f"fake-{self.exchange}", daemon=True
+        )
+        market_thread = threading.Thread(
+            target=self._market_loop, name=f"fake-{self.exchange}-market", daemon=True
+        )
         self._threads = [server_thread, market_thread]
         for thread in self._threads:
             thread.start()
@@ -159,7 +163,12 @@ class FakeExchange:
     def __enter__(self) -> FakeExchange:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     # -- faults ---------------------------------------------------------------------
@@ -233,7 +242,9 @@ class FakeExchange:
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         answer = self.handle_http(split.path, query)
         status, body = answer if answer is not None else (404, json.dumps({"msg": "not found"}))
-        headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body.encode()))})
+        headers = Headers(
+            {"Content-Type": "application/json", "Content-Length": str(len(body.encode()))}
+        )
         return Response(status, "OK" if status == 200 else "Error", headers, body.encode())
 
     def _serve_connection(self, ws: ServerConnection) -> None:
@@ -276,4 +287,3 @@ def _load_replay(path: str | Path) -> list[str]:
         if line.strip():
             frames.append(json.loads(line)["frame"])
     return frames
-

@@ -46,8 +46,10 @@ class FakeBinance(FakeExchange):
         """The current book as float ``{price: size}`` per side."""
         market = self.markets[pair]
         with self._lock:
-            return ({float(p): float(s) for p, s in market.bids.items()},
-                    {float(p): float(s) for p, s in market.asks.items()})
+            return (
+                {float(p): float(s) for p, s in market.bids.items()},
+                {float(p): float(s) for p, s in market.asks.items()},
+            )
 
     def last_update_id(self, pair: str) -> int:
         return self.update_ids[pair]
@@ -60,7 +62,9 @@ class FakeBinance(FakeExchange):
 
     def send_server_shutdown(self) -> None:
         """Announce maintenance on every connection, as ``!serverShutdown``."""
-        frame = json.dumps({"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": self.now_ms()}})
+        frame = json.dumps(
+            {"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": self.now_ms()}}
+        )
         self.broadcast_raw(frame)
 
     # -- protocol -------------------------------------------------------------------
@@ -86,7 +90,11 @@ class FakeBinance(FakeExchange):
         elif method == "LIST_SUBSCRIPTIONS":
             conn.send(json.dumps({"result": sorted(conn.subscriptions), "id": req_id}))
         else:
-            conn.send(json.dumps({"code": 2, "msg": f"Invalid request: unknown method {method}", "id": req_id}))
+            conn.send(
+                json.dumps(
+                    {"code": 2, "msg": f"Invalid request: unknown method {method}", "id": req_id}
+                )
+            )
 
     def handle_http(self, route: str, query: dict[str, str]) -> tuple[int, str] | None:
         if route != "/api/v3/depth":
@@ -122,17 +130,38 @@ class FakeBinance(FakeExchange):
         stream = pair.replace("/", "").lower() + "@trade"
         symbol = pair.replace("/", "")
         for trade in trades:
-            data = {"e": "trade", "E": ts_ms, "s": symbol, "t": trade.trade_id, "p": _num(trade.price),
-                    "q": _num(trade.amount), "T": trade.ts_ms, "m": trade.side == -1, "M": True}
+            data = {
+                "e": "trade",
+                "E": ts_ms,
+                "s": symbol,
+                "t": trade.trade_id,
+                "p": _num(trade.price),
+                "q": _num(trade.amount),
+                "T": trade.ts_ms,
+                "m": trade.side == -1,
+                "M": True,
+            }
             if self._publish(stream, data):
                 self.sent_trades[pair].append(trade)
 
-    def _send_depth(self, pair: str, changes: list[tuple[int, Decimal, Decimal]], first: int, last: int,
-                    ts_ms: int) -> None:
+    def _send_depth(
+        self,
+        pair: str,
+        changes: list[tuple[int, Decimal, Decimal]],
+        first: int,
+        last: int,
+        ts_ms: int,
+    ) -> None:
         stream = pair.replace("/", "").lower() + "@depth@100ms"
-        data = {"e": "depthUpdate", "E": ts_ms, "s": pair.replace("/", ""), "U": first, "u": last,
-                "b": [[_num(p), _num(s)] for side, p, s in changes if side == 1],
-                "a": [[_num(p), _num(s)] for side, p, s in changes if side == -1]}
+        data = {
+            "e": "depthUpdate",
+            "E": ts_ms,
+            "s": pair.replace("/", ""),
+            "U": first,
+            "u": last,
+            "b": [[_num(p), _num(s)] for side, p, s in changes if side == 1],
+            "a": [[_num(p), _num(s)] for side, p, s in changes if side == -1],
+        }
         self._publish(stream, data)
 
     def _publish(self, stream: str, data: dict[str, Any]) -> bool:

@@ -1,0 +1,75 @@
+"""OrderBook: any delta sequence equals a rebuild from scratch; top-N and truncation."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dccd_actors.exchanges.book import ASK, BID, OrderBook
+from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
+
+prices = st.integers(min_value=1, max_value=400).map(lambda i: i / 4)
+sizes = st.one_of(st.just(0.0), st.integers(min_value=1, max_value=10_000).map(lambda i: i / 100))
+deltas = st.lists(st.tuples(st.sampled_from([BID, ASK]), prices, sizes), max_size=300)
+
+
+@given(deltas)
+def test_any_delta_sequence_equals_a_rebuild_from_scratch(updates: list[tuple[int, float, float]]) -> None:
+    book = OrderBook()
+    truth: dict[int, dict[float, float]] = {BID: {}, ASK: {}}
+    for side, price, size in updates:
+        existed = book.set(side, price, size)
+        assert existed == (price in truth[side])
+        if size == 0.0:
+            truth[side].pop(price, None)
+        else:
+            truth[side][price] = size
+    rebuilt = OrderBook()
+    for side in (BID, ASK):
+        for price, size in truth[side].items():
+            rebuilt.set(side, price, size)
+    assert book.top(10_000) == rebuilt.top(10_000)
+    assert book.bid_prices() == sorted(truth[BID], reverse=True)
+    assert book.ask_prices() == sorted(truth[ASK])
+    best_bid = max(truth[BID].items(), default=None)
+    assert book.best_bid() == best_bid
+    best_ask = min(truth[ASK].items(), default=None)
+    assert book.best_ask() == best_ask
+
+
+@given(deltas, st.integers(min_value=1, max_value=20))
+def test_truncate_keeps_the_best_levels(updates: list[tuple[int, float, float]], depth: int) -> None:
+    book = OrderBook()
+    for side, price, size in updates:
+        book.set(side, price, size)
+    bids, asks = book.top(depth)
+    book.truncate(depth)
+    assert book.top(10_000) == (bids, asks)
+    assert book.bid_count <= depth and book.ask_count <= depth
+
+
+def test_snapshot_rows_flag_every_row_and_mark_the_last() -> None:
+    book = OrderBook()
+    book.set(BID, 10.0, 1.0, "10.0", "1")
+    book.set(BID, 9.5, 2.0)
+    book.set(ASK, 11.0, 3.0)
+    rows = book.snapshot_rows(5, 6, 7)
+    assert [(r[3], r[4], r[5]) for r in rows] == [(BID, 10.0, 1.0), (BID, 9.5, 2.0), (ASK, 11.0, 3.0)]
+    assert [r[6] for r in rows] == [FLAG_SNAPSHOT, FLAG_SNAPSHOT, FLAG_SNAPSHOT | FLAG_LAST]
+    assert book.top_text(1) == ([("10.0", "1")], [("", "")])
+
+
+def test_empty_snapshot_still_records_the_reset() -> None:
+    (row,) = OrderBook().snapshot_rows(1, 2, 3)
+    assert row[3] == 0 and math.isnan(row[4]) and row[6] == FLAG_SNAPSHOT | FLAG_LAST
+
+
+def test_crossed_detects_bid_at_or_above_ask() -> None:
+    book = OrderBook()
+    book.set(BID, 10.0, 1.0)
+    book.set(ASK, 10.5, 1.0)
+    assert not book.crossed()
+    book.set(BID, 10.5, 1.0)
+    assert book.crossed()
