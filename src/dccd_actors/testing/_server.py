@@ -9,6 +9,7 @@ overriding the ``handle_*`` hooks and ``tick``; this module knows no venue.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import logging
 import threading
 import time
@@ -24,6 +25,9 @@ from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 from dccd_actors.testing._market import Market, MarketTrade
+
+# plausible price levels so that several fake pairs do not look alike
+_MIDS = {"BTC": Decimal("30000.00"), "ETH": Decimal("2000.00"), "SOL": Decimal("150.00")}
 
 __all__ = ["FakeConnection", "FakeExchange"]
 
@@ -97,7 +101,10 @@ class FakeExchange:
         self.pairs = list(pairs)
         self.seed = seed
         self.interval = interval
-        self.markets = {pair: Market(seed=seed + i) for i, pair in enumerate(self.pairs)}
+        self.markets = {
+            pair: Market(seed=seed + i, mid=_MIDS.get(pair.split("/")[0], Decimal("100.00")))
+            for i, pair in enumerate(self.pairs)
+        }
         self.sent_trades: dict[str, list[MarketTrade]] = {pair: [] for pair in self.pairs}
         self.connections: list[FakeConnection] = []
         self.connection_count = 0

@@ -1,0 +1,177 @@
+"""``dccd-actors``: demo, start, validate, status.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dccd_actors import __version__
+from dccd_actors.api import Collector, open_store
+from dccd_actors.config import CollectorConfig, StorageConfig, StreamJob, load_config
+from dccd_actors.errors import CollectorFailed, ConfigError, DccdError, StorageError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dccd-actors`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"dccd-actors: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CollectorFailed, StorageError, DccdError) as exc:
+        print(f"dccd-actors: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dccd-actors", description="Record crypto trades and L2 books to HDF5.")
+    parser.add_argument("--version", action="version", version=f"dccd-actors {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="record from the bundled fake exchange for a few seconds")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long to record (default 20)")
+    demo.add_argument("--path", default=None, help="data folder (default: a new temporary folder)")
+    demo.add_argument("--exchanges", default="binance", help="'binance' (default) or 'all'")
+    demo.set_defaults(func=_demo)
+
+    start = sub.add_parser("start", help="collect as configured until SIGINT/SIGTERM")
+    start.add_argument("--config", required=True, help="YAML config file (dccd vocabulary)")
+    start.set_defaults(func=_start)
+
+    validate = sub.add_parser("validate", help="check a config file and print what it would collect")
+    validate.add_argument("--config", required=True)
+    validate.set_defaults(func=_validate)
+
+    status = sub.add_parser("status", help="summarise a data folder (running or stopped collector)")
+    status.add_argument("--path", required=True)
+    status.set_defaults(func=_status)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------
+
+def _validate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(f"config OK: data in {cfg.storage.local_path}, {len(cfg.storage.remotes)} remote(s)")
+    for job in cfg.stream_jobs:
+        print(f"  {job.exchange}: {', '.join(job.pairs)} [{', '.join(job.channels)}] "
+              f"time_step={job.time_step} depth={job.depth}")
+    return EXIT_OK
+
+
+def _start(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    collector = Collector(cfg).start()
+    tty = sys.stdout.isatty()
+    try:
+        while not stop.wait(1.0):
+            status = collector.status()
+            if status.state == "failed":
+                print(f"dccd-actors: collector failed: {status.error}", file=sys.stderr)
+                return EXIT_RUNTIME
+            if tty:
+                print("\r" + _progress(status), end="", flush=True)
+    finally:
+        collector.stop()
+    if tty:
+        print()
+    print(f"stopped; files sealed under {cfg.storage.local_path}")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.is_dir():
+        raise ConfigError(f"--path {path} is not a folder")
+    store = open_store(path)
+    streams = store.streams()
+    if not streams:
+        print(f"no recorded streams under {path}")
+        return EXIT_OK
+    print(f"{'exchange':<10} {'pair':<12} {'segments':>8} {'live':>4} {'trades':>9} {'book rows':>10} {'gaps':>5}")
+    for info in streams:
+        trades = len(store.trades(info.exchange, info.pair))
+        deltas = len(store.book_deltas(info.exchange, info.pair))
+        gaps = len(store.gaps(info.exchange, info.pair))
+        print(f"{info.exchange:<10} {info.pair:<12} {info.segments:>8} {info.live_segments:>4} "
+              f"{trades:>9} {deltas:>10} {gaps:>5}")
+    return EXIT_OK
+
+
+def _progress(status: Any) -> str:
+    parts = [f"{r.exchange}:{r.pair} {r.state} trades={r.trades} book={r.book_rows} gaps={r.gaps}" for r in status]
+    return " | ".join(parts)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dccd_actors.testing import FakeBinance
+
+    path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="dccd-demo-"))
+    pairs = ["BTC/USDT", "ETH/USDT"]
+    if args.exchanges not in ("binance", "all"):
+        raise ConfigError(f"--exchanges={args.exchanges!r} is invalid: expected 'binance' or 'all'")
+    fakes = [FakeBinance(pairs, seed=42, interval=0.05)]
+    for fake in fakes:
+        fake.start()
+    try:
+        jobs = [StreamJob(f.exchange, pairs, ["trades", "book"], time_step=1, url=f.url, rest_url=f.rest_url)
+                for f in fakes]
+        cfg = CollectorConfig(storage=StorageConfig(local_path=path), stream_jobs=jobs)
+        print(f"recording {args.seconds:.0f} s from the bundled fake exchange(s) into {path}")
+        with Collector(cfg) as collector:
+            deadline = time.monotonic() + args.seconds
+            while time.monotonic() < deadline:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                print("  " + _progress(collector.status()), flush=True)
+    finally:
+        for fake in fakes:
+            fake.stop()
+    _print_summary(path, [(job.exchange, pair) for job in jobs for pair in job.pairs])
+    return EXIT_OK
+
+
+def _print_summary(path: Path, streams: list[tuple[str, str]]) -> None:
+    store = open_store(path)
+    print("\nwritten (sealed, compressed HDF5):")
+    for exchange, pair in streams:
+        for segment in store.segments(exchange, pair):
+            print(f"  {segment}")
+        trades = store.trades(exchange, pair)
+        snaps = store.book_snapshots(exchange, pair)
+        mid = float(np.nanmean((snaps["bid_price"][:, 0] + snaps["ask_price"][:, 0]) / 2)) if len(snaps) else float("nan")
+        print(f"    {exchange} {pair}: {len(trades)} trades, {len(store.book_deltas(exchange, pair))} book rows, "
+              f"{len(snaps)} book snapshots (mean mid {mid:.2f}), {len(store.gaps(exchange, pair))} gaps")
+    print("\nread it back:")
+    print("  from dccd_actors import open_store")
+    print(f"  store = open_store({str(path)!r})")
+    print(f"  store.trades({streams[0][0]!r}, {streams[0][1]!r})")
+    print(f"  store.book_snapshots({streams[0][0]!r}, {streams[0][1]!r})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
