@@ -16,8 +16,15 @@ from dccd_actors import CollectorConfig, RestartPolicy, StorageConfig, StreamJob
 from dccd_actors.records import FLAG_SNAPSHOT
 
 FAST_POLICY = RestartPolicy(
-    min_backoff=0.05, max_backoff=0.4, jitter=0.2, reset_after=5.0, max_restarts=10,
-    restart_window=60.0, park_interval=2.0, stale_timeout=5.0, stop_timeout=5.0,
+    min_backoff=0.05,
+    max_backoff=0.4,
+    jitter=0.2,
+    reset_after=5.0,
+    max_restarts=10,
+    restart_window=60.0,
+    park_interval=2.0,
+    stale_timeout=5.0,
+    stop_timeout=5.0,
 )
 
 
@@ -32,9 +39,13 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
     raise AssertionError(f"condition not met within {timeout} s: {condition}")
 
 
-def config(path: Path, jobs: list[StreamJob], policy: RestartPolicy = FAST_POLICY, **storage: Any) -> CollectorConfig:
+def config(
+    path: Path, jobs: list[StreamJob], policy: RestartPolicy = FAST_POLICY, **storage: Any
+) -> CollectorConfig:
     storage.setdefault("flush_interval", 0.1)
-    return CollectorConfig(storage=StorageConfig(local_path=path, **storage), stream_jobs=jobs, policy=policy)
+    return CollectorConfig(
+        storage=StorageConfig(local_path=path, **storage), stream_jobs=jobs, policy=policy
+    )
 
 
 def rebuild_book(deltas: np.ndarray) -> tuple[dict[float, float], dict[float, float]]:

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.helpers import config, rebuild_book, silent_tcp_server, wait_until
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.testing import FakeBinance
-from tests.helpers import config, rebuild_book, silent_tcp_server, wait_until
 
 PAIRS = ["BTC/USDT", "ETH/USDT"]
 
 
 def _job(fake: FakeBinance, pairs: list[str] = PAIRS, **kw: object) -> StreamJob:
-    return StreamJob("binance", pairs, ["trades", "book"], url=fake.url, rest_url=fake.rest_url, **kw)  # type: ignore[arg-type]
+    return StreamJob(
+        "binance", pairs, ["trades", "book"], url=fake.url, rest_url=fake.rest_url, **kw
+    )  # type: ignore[arg-type]
 
 
 def _stored_seq(path: Path, pair: str) -> int:
@@ -55,7 +57,9 @@ def test_every_trade_once_and_the_rebuilt_book_equals_the_venue(tmp_path: Path) 
             snaps = store.book_snapshots("binance", pair)
             assert len(snaps) >= 2 and np.all(np.diff(snaps["ts_recv"]) > 0)
             assert np.all(snaps["bid_price"][:, 0] < snaps["ask_price"][:, 0])
-        assert [p.name.endswith(".live.h5") for p in store.segments("binance", "BTC/USDT")] == [False]
+        assert [p.name.endswith(".live.h5") for p in store.segments("binance", "BTC/USDT")] == [
+            False
+        ]
 
 
 def test_a_dropped_connection_is_one_gap_and_no_duplicate_trade(tmp_path: Path) -> None:
@@ -65,7 +69,11 @@ def test_a_dropped_connection_is_one_gap_and_no_duplicate_trade(tmp_path: Path) 
             before = fake.connection_count
             fake.drop_connections()
             wait_until(lambda: fake.connection_count >= before + 2)
-            wait_until(lambda: all(r.state == "running" and r.book_live and r.gen == 2 for r in collector.status()))
+            wait_until(
+                lambda: all(
+                    r.state == "running" and r.book_live and r.gen == 2 for r in collector.status()
+                )
+            )
             wait_until(lambda: all(len(fake.sent_trades[p]) > 60 for p in PAIRS))
             _settle(fake, tmp_path, PAIRS)
         store = open_store(tmp_path)
@@ -82,11 +90,20 @@ def test_a_dropped_connection_is_one_gap_and_no_duplicate_trade(tmp_path: Path) 
 def test_a_skipped_sequence_range_resyncs_that_symbol_only(tmp_path: Path) -> None:
     with FakeBinance(PAIRS, seed=5) as fake:
         with Collector(config(tmp_path, [_job(fake)])) as collector:
-            wait_until(lambda: all(r.book_live for r in collector.status()) and len(collector.status()) == 2)
+            wait_until(
+                lambda: (
+                    all(r.book_live for r in collector.status()) and len(collector.status()) == 2
+                )
+            )
             wait_until(lambda: fake.snapshots_served == 2)
             fake.skip_sequence("BTC/USDT", 3)
             wait_until(lambda: fake.snapshots_served == 3)
-            wait_until(lambda: {r.pair: r.resyncs for r in collector.status()} == {"BTC/USDT": 1, "ETH/USDT": 0})
+            wait_until(
+                lambda: (
+                    {r.pair: r.resyncs for r in collector.status()}
+                    == {"BTC/USDT": 1, "ETH/USDT": 0}
+                )
+            )
             wait_until(lambda: all(r.book_live for r in collector.status()))
             _settle(fake, tmp_path, PAIRS)
             gens = {r.pair: r.gen for r in collector.status()}
@@ -100,12 +117,19 @@ def test_a_skipped_sequence_range_resyncs_that_symbol_only(tmp_path: Path) -> No
         _assert_trades_equal(store.trades("binance", "ETH/USDT"), fake.sent_trades["ETH/USDT"])
 
 
-def test_status_answers_fast_while_a_venue_hangs_and_stop_meets_its_deadline(tmp_path: Path) -> None:
+def test_status_answers_fast_while_a_venue_hangs_and_stop_meets_its_deadline(
+    tmp_path: Path,
+) -> None:
     with FakeBinance(["BTC/USDT"], seed=6) as fake, silent_tcp_server() as hung_url:
-        jobs = [_job(fake, ["BTC/USDT"]), StreamJob("binance", ["ETH/USDT"], ["trades"], url=hung_url)]
+        jobs = [
+            _job(fake, ["BTC/USDT"]),
+            StreamJob("binance", ["ETH/USDT"], ["trades"], url=hung_url),
+        ]
         collector = Collector(config(tmp_path, jobs)).start()
         try:
-            wait_until(lambda: any(r.pair == "BTC/USDT" and r.trades > 0 for r in collector.status()))
+            wait_until(
+                lambda: any(r.pair == "BTC/USDT" and r.trades > 0 for r in collector.status())
+            )
             timings = []
             for _ in range(20):
                 t0 = time.perf_counter()
@@ -119,7 +143,11 @@ def test_status_answers_fast_while_a_venue_hangs_and_stop_meets_its_deadline(tmp
             summary = collector.stop(timeout=1.0)
             elapsed = time.monotonic() - t0
         # the handshake runs beside the actor, so even the hung stream stops at once
-        assert summary == {"binance BTC/USDT": "stopped", "binance ETH/USDT": "stopped", "storage": "stopped"}
+        assert summary == {
+            "binance BTC/USDT": "stopped",
+            "binance ETH/USDT": "stopped",
+            "storage": "stopped",
+        }
         assert elapsed < 1.0
 
 

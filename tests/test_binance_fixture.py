@@ -37,7 +37,9 @@ def _replay(fixtures_dir: Path) -> dict[str, object]:
             if ticker is not None:
                 _check_ticker(result, adapters[symbol], ticker)
         elif stream.endswith("@bookTicker"):
-            tickers[(symbol, int(data["u"]))] = data  # real time: arrives before its 100 ms depth event
+            tickers[(symbol, int(data["u"]))] = (
+                data  # real time: arrives before its 100 ms depth event
+            )
     result["adapters"] = adapters
     result["fetches"] = fetches
     return result
@@ -71,7 +73,12 @@ def test_four_rest_snapshots_bridge_the_diff_stream(fixtures_dir: Path) -> None:
     result = _replay(fixtures_dir)
     assert set(result["valid"]) == set(SYMBOLS)  # type: ignore[arg-type]
     adapters = result["adapters"]
-    expected_ids = {"NKNUSDT": 499869752, "BLZETH": 281916627, "LRCBTC": 259345543, "RUNEEUR": 15602511}
+    expected_ids = {
+        "NKNUSDT": 499869752,
+        "BLZETH": 281916627,
+        "LRCBTC": 259345543,
+        "RUNEEUR": 15602511,
+    }
     for symbol, last_id in expected_ids.items():
         rows = result["rows"][symbol]  # type: ignore[index]
         snapshot = [r for r in rows if r[6] & FLAG_SNAPSHOT]

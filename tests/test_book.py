@@ -16,7 +16,9 @@ deltas = st.lists(st.tuples(st.sampled_from([BID, ASK]), prices, sizes), max_siz
 
 
 @given(deltas)
-def test_any_delta_sequence_equals_a_rebuild_from_scratch(updates: list[tuple[int, float, float]]) -> None:
+def test_any_delta_sequence_equals_a_rebuild_from_scratch(
+    updates: list[tuple[int, float, float]],
+) -> None:
     book = OrderBook()
     truth: dict[int, dict[float, float]] = {BID: {}, ASK: {}}
     for side, price, size in updates:
@@ -40,7 +42,9 @@ def test_any_delta_sequence_equals_a_rebuild_from_scratch(updates: list[tuple[in
 
 
 @given(deltas, st.integers(min_value=1, max_value=20))
-def test_truncate_keeps_the_best_levels(updates: list[tuple[int, float, float]], depth: int) -> None:
+def test_truncate_keeps_the_best_levels(
+    updates: list[tuple[int, float, float]], depth: int
+) -> None:
     book = OrderBook()
     for side, price, size in updates:
         book.set(side, price, size)
@@ -56,7 +60,11 @@ def test_snapshot_rows_flag_every_row_and_mark_the_last() -> None:
     book.set(BID, 9.5, 2.0)
     book.set(ASK, 11.0, 3.0)
     rows = book.snapshot_rows(5, 6, 7)
-    assert [(r[3], r[4], r[5]) for r in rows] == [(BID, 10.0, 1.0), (BID, 9.5, 2.0), (ASK, 11.0, 3.0)]
+    assert [(r[3], r[4], r[5]) for r in rows] == [
+        (BID, 10.0, 1.0),
+        (BID, 9.5, 2.0),
+        (ASK, 11.0, 3.0),
+    ]
     assert [r[6] for r in rows] == [FLAG_SNAPSHOT, FLAG_SNAPSHOT, FLAG_SNAPSHOT | FLAG_LAST]
     assert book.top_text(1) == ([("10.0", "1")], [("", "")])
 

@@ -49,12 +49,18 @@ def test_top_level_remotes_and_sync_interval_are_accepted_too(tmp_path: Path) ->
         ({"pairs": ["BTCUSDT"]}, "pairs='BTCUSDT' is invalid: expected 'BASE/QUOTE'"),
         ({"pairs": ["../../etc/passwd"]}, "pairs='../../etc/passwd' is invalid"),
         ({"pairs": ["BTC/US DT"]}, "is invalid"),
-        ({"channels": ["ticker"]}, "channels=['ticker'] is invalid: expected a non-empty list from"),
+        (
+            {"channels": ["ticker"]},
+            "channels=['ticker'] is invalid: expected a non-empty list from",
+        ),
         ({"time_step": 0}, "time_step=0 is invalid: expected a number in (0"),
         ({"time_step": "1m"}, "time_step='1m' is invalid"),
         ({"depth": 0}, "depth=0 is invalid: expected an integer in [1, 1000]"),
         ({"depth": 2.5}, "depth=2.5 is invalid"),
-        ({"url": "http://127.0.0.1:1"}, "url='http://127.0.0.1:1' is invalid: expected a wss/ws URL"),
+        (
+            {"url": "http://127.0.0.1:1"},
+            "url='http://127.0.0.1:1' is invalid: expected a wss/ws URL",
+        ),
         ({"url": "ws://127.0.0.1:1/x?y=1"}, "no query"),
         ({"rest_url": "ftp://host"}, "rest_url='ftp://host' is invalid"),
     ],
@@ -73,7 +79,10 @@ def test_invalid_stream_job_fields(kwargs: dict[str, Any], message: str) -> None
         ({"local_path": ""}, "storage.local_path='' is invalid"),
         ({"flush_interval": 0}, "storage.flush_interval=0 is invalid"),
         ({"sync_interval": -1}, "storage.sync_interval=-1 is invalid"),
-        ({"rotation": "weekly"}, "storage.rotation='weekly' is invalid: expected one of ['daily', 'hourly']"),
+        (
+            {"rotation": "weekly"},
+            "storage.rotation='weekly' is invalid: expected one of ['daily', 'hourly']",
+        ),
         ({"compression": "zip"}, "storage.compression='zip' is invalid"),
         ({"remotes": [""]}, "remotes[].remote='' is invalid"),
     ],
@@ -85,9 +94,9 @@ def test_invalid_storage_fields(kwargs: dict[str, Any], message: str) -> None:
 
 
 def test_invalid_alerts_and_duplicate_streams() -> None:
-    with pytest.raises(ConfigError, match="alerts.max_consecutive_errors=0 is invalid"):
+    with pytest.raises(ConfigError, match=r"alerts\.max_consecutive_errors=0 is invalid"):
         AlertConfig(max_consecutive_errors=0)
-    with pytest.raises(ConfigError, match="alerts.webhook_url='nope' is invalid"):
+    with pytest.raises(ConfigError, match=r"alerts\.webhook_url='nope' is invalid"):
         AlertConfig(webhook_url="nope")
     job = StreamJob("binance", ["BTC/USDT"], ["trades"])
     with pytest.raises(ConfigError, match="each \\(exchange, pair\\) may appear only once"):
@@ -102,12 +111,16 @@ def test_yaml_errors_name_the_file_and_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not valid YAML"):
         load_config(bad)
     wrong = tmp_path / "wrong.yml"
-    wrong.write_text("storage: {local_path: d}\nstream_jobs:\n  - exchange: binance\n    pairs: [BTC/USDT]\n    depth: -3\n")
+    wrong.write_text(
+        "storage: {local_path: d}\nstream_jobs:\n  - exchange: binance\n    pairs: [BTC/USDT]\n    depth: -3\n"
+    )
     with pytest.raises(ConfigError, match=r"stream_jobs\[0\]\.depth=-3 is invalid"):
         load_config(wrong)
     missing = tmp_path / "missing_field.yml"
     missing.write_text("storage: {local_path: d}\nstream_jobs:\n  - pairs: [BTC/USDT]\n")
-    with pytest.raises(ConfigError, match=r"stream_jobs\[0\]\.exchange=None is invalid: this field is required"):
+    with pytest.raises(
+        ConfigError, match=r"stream_jobs\[0\]\.exchange=None is invalid: this field is required"
+    ):
         load_config(missing)
 
 

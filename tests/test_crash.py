@@ -11,10 +11,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from tests.helpers import config, wait_until
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.testing import FakeBinance
-from tests.helpers import config, wait_until
 
 CHILD = textwrap.dedent(
     """
@@ -45,8 +45,11 @@ def _live_rows(path: Path, old: set[Path]) -> int:
 def _kill_one_run(fake: FakeBinance, path: Path) -> int:
     old = set(path.glob("binance/BTC-USDT/*.live.h5"))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, fake.url, fake.rest_url, str(path)],
-                             stdout=subprocess.PIPE, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, fake.url, fake.rest_url, str(path)],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == b"started"
         wait_until(lambda: _live_rows(path, old) >= 30, timeout=20)
@@ -65,7 +68,9 @@ def test_sigkill_loses_nothing_flushed_and_restart_seals_the_leftover(tmp_path: 
         for leftover in leftovers:
             with h5py.File(leftover, "r", swmr=True) as f:
                 assert f["trades"].shape[0] >= flushed[-1]
-        job = StreamJob("binance", ["BTC/USDT"], ["trades", "book"], url=fake.url, rest_url=fake.rest_url)
+        job = StreamJob(
+            "binance", ["BTC/USDT"], ["trades", "book"], url=fake.url, rest_url=fake.rest_url
+        )
         with Collector(config(tmp_path, [job])) as collector:
             wait_until(lambda: collector.status()[0].trades > 0)
     assert not list(tmp_path.glob("**/*.live.h5"))

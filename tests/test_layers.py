@@ -9,13 +9,35 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dccd_actors"
 
 # package or module → third-party/own top-level names it must never import
 FORBIDDEN = {
-    "exchanges": {"pykka", "websocket", "h5py", "websockets", "dccd_actors.actors", "dccd_actors.storage",
-                  "dccd_actors._ws", "socket", "threading"},
+    "exchanges": {
+        "pykka",
+        "websocket",
+        "h5py",
+        "websockets",
+        "dccd_actors.actors",
+        "dccd_actors.storage",
+        "dccd_actors._ws",
+        "socket",
+        "threading",
+    },
     "records.py": {"pykka", "websocket", "h5py", "dccd_actors.actors", "dccd_actors.storage"},
-    "storage": {"pykka", "websocket", "websockets", "dccd_actors.actors", "dccd_actors.exchanges",
-                "dccd_actors._ws"},
+    "storage": {
+        "pykka",
+        "websocket",
+        "websockets",
+        "dccd_actors.actors",
+        "dccd_actors.exchanges",
+        "dccd_actors._ws",
+    },
     "sync": {"pykka", "websocket", "h5py", "dccd_actors.actors", "dccd_actors.storage"},
-    "testing": {"pykka", "websocket", "h5py", "dccd_actors.actors", "dccd_actors.storage", "dccd_actors.api"},
+    "testing": {
+        "pykka",
+        "websocket",
+        "h5py",
+        "dccd_actors.actors",
+        "dccd_actors.storage",
+        "dccd_actors.api",
+    },
 }
 ONLY_IN = {"h5py": "storage", "websocket": "_ws.py", "pykka": "actors"}
 
@@ -40,7 +62,11 @@ def test_each_layer_imports_only_downward() -> None:
         target = SRC / part
         files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
         for path in files:
-            problems += [f"{path.relative_to(SRC)} imports {n}" for n in _imports(path) if _violates(n, forbidden)]
+            problems += [
+                f"{path.relative_to(SRC)} imports {n}"
+                for n in _imports(path)
+                if _violates(n, forbidden)
+            ]
     assert problems == []
 
 
@@ -50,6 +76,10 @@ def test_third_party_io_libraries_live_in_one_place_each() -> None:
         rel = path.relative_to(SRC).as_posix()
         for name in _imports(path):
             for lib, home in ONLY_IN.items():
-                if _violates(name, {lib}) and not rel.startswith(home) and not (lib == "pykka" and rel == "api.py"):
+                if (
+                    _violates(name, {lib})
+                    and not rel.startswith(home)
+                    and not (lib == "pykka" and rel == "api.py")
+                ):
                     problems.append(f"{rel} imports {name}")
     assert problems == []

@@ -32,8 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dccd-actors`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if not args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except ConfigError as exc:
@@ -45,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dccd-actors", description="Record crypto trades and L2 books to HDF5.")
+    parser = argparse.ArgumentParser(
+        prog="dccd-actors", description="Record crypto trades and L2 books to HDF5."
+    )
     parser.add_argument("--version", action="version", version=f"dccd-actors {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--config", required=True, help="YAML config file (dccd vocabulary)")
     start.set_defaults(func=_start)
 
-    validate = sub.add_parser("validate", help="check a config file and print what it would collect")
+    validate = sub.add_parser(
+        "validate", help="check a config file and print what it would collect"
+    )
     validate.add_argument("--config", required=True)
     validate.set_defaults(func=_validate)
 
@@ -72,12 +78,15 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- commands ----------------------------------------------------------------------------
 
+
 def _validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     print(f"config OK: data in {cfg.storage.local_path}, {len(cfg.storage.remotes)} remote(s)")
     for job in cfg.stream_jobs:
-        print(f"  {job.exchange}: {', '.join(job.pairs)} [{', '.join(job.channels)}] "
-              f"time_step={job.time_step} depth={job.depth}")
+        print(
+            f"  {job.exchange}: {', '.join(job.pairs)} [{', '.join(job.channels)}] "
+            f"time_step={job.time_step} depth={job.depth}"
+        )
     return EXIT_OK
 
 
@@ -113,18 +122,25 @@ def _status(args: argparse.Namespace) -> int:
     if not streams:
         print(f"no recorded streams under {path}")
         return EXIT_OK
-    print(f"{'exchange':<10} {'pair':<12} {'segments':>8} {'live':>4} {'trades':>9} {'book rows':>10} {'gaps':>5}")
+    print(
+        f"{'exchange':<10} {'pair':<12} {'segments':>8} {'live':>4} {'trades':>9} {'book rows':>10} {'gaps':>5}"
+    )
     for info in streams:
         trades = len(store.trades(info.exchange, info.pair))
         deltas = len(store.book_deltas(info.exchange, info.pair))
         gaps = len(store.gaps(info.exchange, info.pair))
-        print(f"{info.exchange:<10} {info.pair:<12} {info.segments:>8} {info.live_segments:>4} "
-              f"{trades:>9} {deltas:>10} {gaps:>5}")
+        print(
+            f"{info.exchange:<10} {info.pair:<12} {info.segments:>8} {info.live_segments:>4} "
+            f"{trades:>9} {deltas:>10} {gaps:>5}"
+        )
     return EXIT_OK
 
 
 def _progress(status: Any) -> str:
-    parts = [f"{r.exchange}:{r.pair} {r.state} trades={r.trades} book={r.book_rows} gaps={r.gaps}" for r in status]
+    parts = [
+        f"{r.exchange}:{r.pair} {r.state} trades={r.trades} book={r.book_rows} gaps={r.gaps}"
+        for r in status
+    ]
     return " | ".join(parts)
 
 
@@ -139,8 +155,12 @@ def _demo(args: argparse.Namespace) -> int:
     for fake in fakes:
         fake.start()
     try:
-        jobs = [StreamJob(f.exchange, pairs, ["trades", "book"], time_step=1, url=f.url, rest_url=f.rest_url)
-                for f in fakes]
+        jobs = [
+            StreamJob(
+                f.exchange, pairs, ["trades", "book"], time_step=1, url=f.url, rest_url=f.rest_url
+            )
+            for f in fakes
+        ]
         cfg = CollectorConfig(storage=StorageConfig(local_path=path), stream_jobs=jobs)
         print(f"recording {args.seconds:.0f} s from the bundled fake exchange(s) into {path}")
         with Collector(cfg) as collector:
@@ -163,9 +183,15 @@ def _print_summary(path: Path, streams: list[tuple[str, str]]) -> None:
             print(f"  {segment}")
         trades = store.trades(exchange, pair)
         snaps = store.book_snapshots(exchange, pair)
-        mid = float(np.nanmean((snaps["bid_price"][:, 0] + snaps["ask_price"][:, 0]) / 2)) if len(snaps) else float("nan")
-        print(f"    {exchange} {pair}: {len(trades)} trades, {len(store.book_deltas(exchange, pair))} book rows, "
-              f"{len(snaps)} book snapshots (mean mid {mid:.2f}), {len(store.gaps(exchange, pair))} gaps")
+        mid = (
+            float(np.nanmean((snaps["bid_price"][:, 0] + snaps["ask_price"][:, 0]) / 2))
+            if len(snaps)
+            else float("nan")
+        )
+        print(
+            f"    {exchange} {pair}: {len(trades)} trades, {len(store.book_deltas(exchange, pair))} book rows, "
+            f"{len(snaps)} book snapshots (mean mid {mid:.2f}), {len(store.gaps(exchange, pair))} gaps"
+        )
     print("\nread it back:")
     print("  from dccd_actors import open_store")
     print(f"  store = open_store({str(path)!r})")

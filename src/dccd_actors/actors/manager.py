@@ -189,9 +189,9 @@ class ManagerActor(pykka.ThreadingActor):
         child.last_heartbeat = time.monotonic()
         if child.state == "starting" and beat.stats.connected:
             child.state, child.since = "running", time.time()
-        if beat.stats.last_data_ns or beat.stats.frames:
-            if child.backoff.healthy(time.monotonic()):
-                child.consecutive_errors = 0
+        flowing = beat.stats.last_data_ns or beat.stats.frames
+        if flowing and child.backoff.healthy(time.monotonic()):
+            child.consecutive_errors = 0
 
     def _on_exit(self, exited: ChildExited) -> None:
         if exited.key == "storage":

@@ -61,7 +61,9 @@ class BinanceAdapter(BaseAdapter):
         self._local_id = -1
         self._snapshot_pending = False
         self.continuity_checks = 0  # applied events that passed U == previous u + 1
-        self._bridged = False  # the first event after a snapshot is a bridge, not a continuity check
+        self._bridged = (
+            False  # the first event after a snapshot is a bridge, not a continuity check
+        )
 
     def url(self) -> str:
         streams = []

@@ -9,11 +9,11 @@ overriding the ``handle_*`` hooks and ``tick``; this module knows no venue.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import logging
 import threading
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
