@@ -217,6 +217,8 @@ class RestartPolicy:
     storage_max_restarts: int = 3
     storage_window: float = 60.0
     max_frame_bytes: int = 8 * 1024 * 1024
+    connects_per_second: int = 5
+    backlog_warning: int = 1000
 
     def __post_init__(self) -> None:
         for f in fields(self):

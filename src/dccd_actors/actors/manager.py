@@ -27,6 +27,7 @@ from dccd_actors.actors.messages import (
     StreamKey,
     StreamStats,
     Tick,
+    add_stats,
 )
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import CollectorStatus, StreamStatus
@@ -37,8 +38,6 @@ from dccd_actors.config import CollectorConfig, StreamJob
 __all__ = ["AddStream", "ManagerActor", "StopChildren"]
 
 logger = logging.getLogger("dccd_actors.manager")
-
-_CONNECTS_PER_SECOND = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,7 @@ class _Child:
     last_error: str = ""
     last_exit_cause: str = ""
     stats: StreamStats = field(default_factory=StreamStats)
+    earlier: StreamStats = field(default_factory=StreamStats)  # summed over past generations
     last_heartbeat: float = field(default_factory=time.monotonic)
     pending_gap: PendingGap | None = None
 
@@ -157,6 +157,7 @@ class ManagerActor(pykka.ThreadingActor):
             return
         child.gen += 1
         child.state, child.since, child.last_heartbeat = "starting", time.time(), time.monotonic()
+        child.earlier = add_stats(child.earlier, child.stats)
         child.stats = StreamStats()
         child.ref = StreamActor.start(
             manager=self.actor_ref,
@@ -176,7 +177,7 @@ class ManagerActor(pykka.ThreadingActor):
         recent = self._connects.setdefault(exchange, deque())
         while recent and now - recent[0] > 1.0:
             recent.popleft()
-        if len(recent) >= _CONNECTS_PER_SECOND:
+        if len(recent) >= self.policy.connects_per_second:
             return False
         recent.append(now)
         return True
@@ -311,7 +312,7 @@ class ManagerActor(pykka.ThreadingActor):
         now_ns, now = time.time_ns(), time.monotonic()
         rows = []
         for child in self.children.values():
-            stats = child.stats
+            stats = add_stats(child.earlier, child.stats)
             rows.append(
                 StreamStatus(
                     exchange=child.key[0],
@@ -344,7 +345,9 @@ class ManagerActor(pykka.ThreadingActor):
             )
         storage = {"gen": self.storage_gen, "running": self.storage is not None}
         if self.storage is not None:
-            storage["backlog"] = _inbox_size(self.storage.actor_inbox)
+            backlog = _inbox_size(self.storage.actor_inbox)
+            storage["backlog"] = backlog
+            storage["backlog_warning"] = backlog > self.policy.backlog_warning
         return CollectorStatus(rows, self.state, self.error, storage)
 
     # -- stop -----------------------------------------------------------------------

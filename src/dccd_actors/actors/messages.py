@@ -72,6 +72,37 @@ class StreamStats:
     frames_dropped_too_large: int = 0
 
 
+def add_stats(total: StreamStats, current: StreamStats) -> StreamStats:
+    """Counters of earlier generations plus the current one (times: the latest)."""
+    kinds = dict(total.malformed_by_kind)
+    for kind, count in current.malformed_by_kind.items():
+        kinds[kind] = kinds.get(kind, 0) + count
+    summed = {
+        name: getattr(total, name) + getattr(current, name)
+        for name in (
+            "frames",
+            "trades",
+            "book_rows",
+            "snapshots",
+            "gaps",
+            "resyncs",
+            "malformed",
+            "venue_errors",
+            "frames_dropped_too_large",
+        )
+    }
+    return StreamStats(
+        **summed,
+        malformed_by_kind=kinds,
+        last_malformed=current.last_malformed or total.last_malformed,
+        last_venue_error=current.last_venue_error or total.last_venue_error,
+        last_frame_ns=max(total.last_frame_ns, current.last_frame_ns),
+        last_data_ns=max(total.last_data_ns, current.last_data_ns),
+        connected=current.connected,
+        book_live=current.book_live,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     key: StreamKey

@@ -61,6 +61,12 @@ class StorageActor(pykka.ThreadingActor):
         start_ticker(self.actor_ref, 1.0, self._stop_ticker, "storage:ticker")
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except SystemExit as exc:  # pykka would stop every actor in the process on a BaseException
+            raise RuntimeError(f"SystemExit({exc.code!r}) raised inside the storage actor") from exc
+
+    def _receive(self, message: Any) -> Any:
         match message:
             case Append():
                 return self._append(message)

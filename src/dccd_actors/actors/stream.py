@@ -31,6 +31,7 @@ from dccd_actors.actors.messages import (
     SnapshotFetched,
     Tick,
 )
+from dccd_actors.actors.storage import _inbox_size
 from dccd_actors.config import RestartPolicy, StreamJob
 from dccd_actors.errors import ConnectionLost, ParseError
 from dccd_actors.exchanges import adapter_class
@@ -54,7 +55,8 @@ logger = logging.getLogger("dccd_actors.stream")
 
 _PING_INTERVAL_NS: Final = 20_000_000_000
 _MAX_BUFFERED_ROWS: Final = 50_000
-_MAX_INFLIGHT_FRAMES: Final = 200_000
+_MAX_INFLIGHT_FRAMES: Final = 20_000
+_MAX_AHEAD_NS: Final = 3_600_000_000_000  # a venue clock an hour ahead of ours is corrupt data
 
 PendingGap = tuple[int, str, str]
 """(start_ns, cause, detail) of an interval that is open until data flows again."""
@@ -100,6 +102,7 @@ class StreamActor(pykka.ThreadingActor):
         self._snapshots: list[tuple[Any, ...]] = []
         self._gaps: list[tuple[int, int, str, str]] = []
         self._fetch_id = 0
+        self._held = 0
         self._fetch_attempts = 0
         self._exited = False
         self._connected_ns = 0
@@ -168,6 +171,12 @@ class StreamActor(pykka.ThreadingActor):
 
     # -- messages -----------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except SystemExit as exc:  # pykka would stop every actor in the process on a BaseException
+            raise RuntimeError(f"SystemExit({exc.code!r}) raised inside the stream actor") from exc
+
+    def _receive(self, message: Any) -> Any:
         match message:
             case FramesReceived():
                 self._on_frames(message)
@@ -209,9 +218,16 @@ class StreamActor(pykka.ThreadingActor):
             self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)
             if self._exited:
                 break
-        self._inflight.done(len(message.frames))
+        self._release(len(message.frames))
         if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
             self._flush()
+
+    def _release(self, frames: int) -> None:
+        """Let the reader go on, unless storage is far behind: then hold it (TCP backpressure)."""
+        self._held += frames
+        if _inbox_size(self.storage.actor_inbox) <= self.policy.backlog_warning * 10:
+            self._inflight.done(self._held)
+            self._held = 0
 
     def _guarded(self, call: Any, frame: str, ts_recv: int) -> None:
         try:
@@ -229,10 +245,20 @@ class StreamActor(pykka.ThreadingActor):
         for event in events:
             match event:
                 case Trades(rows=rows):
+                    if (
+                        rows[-1][0] > ts_recv + _MAX_AHEAD_NS
+                        or rows[0][0] > ts_recv + _MAX_AHEAD_NS
+                    ):
+                        self.counters.count_malformed("future_timestamp", repr(rows[0]))
+                        continue
                     self._trades.extend(rows)
                     self.counters.last_data_ns = ts_recv
                     self._close_pending_gap(ts_recv, book_event=False)
                 case BookDeltas(rows=rows):
+                    if rows and rows[-1][0] > ts_recv + _MAX_AHEAD_NS:
+                        # the book moved, so the rows are kept; the implausible venue time is not
+                        self.counters.count_malformed("future_timestamp", repr(rows[-1]))
+                        rows = [(-1, *row[1:]) for row in rows]
                     self._deltas.extend(rows)
                     self.counters.last_data_ns = ts_recv
                 case Send(text=text):
@@ -292,6 +318,8 @@ class StreamActor(pykka.ThreadingActor):
             self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
         if now - self._last_flush_ns >= self._flush_ns:
             self._flush()
+        if self._held:
+            self._release(0)
         self._heartbeat()
 
     def _keepalive(self, now: int) -> None:

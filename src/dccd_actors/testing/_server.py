@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -97,6 +98,7 @@ class FakeExchange:
         interval: float = 0.02,
         replay: str | Path | None = None,
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.pairs = list(pairs)
         self.seed = seed
@@ -110,6 +112,7 @@ class FakeExchange:
         self.connection_count = 0
         self.replay_frames = _load_replay(replay) if replay else []
         self._port = port
+        self._ssl = ssl_context
         self._lock = threading.RLock()
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
@@ -128,12 +131,12 @@ class FakeExchange:
     @property
     def url(self) -> str:
         """WebSocket base to use as ``StreamJob.url``."""
-        return f"ws://127.0.0.1:{self.port}"
+        return f"{'wss' if self._ssl else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def rest_url(self) -> str:
         """REST base to use as ``StreamJob.rest_url``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeExchange:
         """Start serving in background threads; returns self."""
@@ -143,6 +146,7 @@ class FakeExchange:
             self._port,
             process_request=self._process_request,
             compression=None,
+            ssl=self._ssl,
             ping_interval=None,
             max_size=None,
             logger=_ws_logger,
