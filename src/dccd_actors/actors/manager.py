@@ -206,6 +206,8 @@ class ManagerActor(pykka.ThreadingActor):
             or child.state not in ("starting", "running")
         ):
             return
+        if exited.stats is not None:
+            child.stats = exited.stats
         self._schedule_restart(child, exited.cause, exited.error, exited.last_frame_ns)
 
     def _schedule_restart(self, child: _Child, cause: str, error: str, last_frame_ns: int) -> None:

@@ -119,6 +119,7 @@ class ChildExited:
     cause: str
     error: str
     last_frame_ns: int = 0
+    stats: StreamStats | None = None  # a stream's final counters
 
 
 @dataclass(frozen=True, slots=True)

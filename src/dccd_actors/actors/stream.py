@@ -158,7 +158,9 @@ class StreamActor(pykka.ThreadingActor):
         if self._exited:
             return
         self._exited = True
-        message = ChildExited(self.key, self.gen, cause, error, self.counters.last_frame_ns)
+        message = ChildExited(
+            self.key, self.gen, cause, error, self.counters.last_frame_ns, self.counters.snapshot()
+        )
         with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(message)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Final
 
+from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
     MS,
     BaseAdapter,
@@ -102,6 +103,8 @@ class BinanceAdapter(BaseAdapter):
                 return self._trade(data, ts_recv, text)
             if kind == "depthUpdate":
                 return self._depth(data, ts_recv, text)
+        except ParseError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise self._parse_error(
                 "bad_field", f"{kind} frame has a bad field ({exc!r})", text
