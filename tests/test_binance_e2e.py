@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers import config, rebuild_book, silent_tcp_server, wait_until
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.testing import FakeBinance
+from tests.helpers import config, rebuild_book, silent_tcp_server, wait_until
 
 PAIRS = ["BTC/USDT", "ETH/USDT"]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tests.helpers import config, wait_until
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.testing import FakeBinance
+from tests.helpers import config, wait_until
 
 CHILD = textwrap.dedent(
     """

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pykka
 import pytest
-from tests.helpers import config, rebuild_book, wait_until
 
 from dccd_actors import Collector, CollectorFailed, RestartPolicy, StreamJob, open_store
 from dccd_actors.actors.messages import FramesReceived
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.stream import StreamActor
 from dccd_actors.testing import FakeBinance
+from tests.helpers import config, rebuild_book, wait_until
 
 
 def _job(fake: FakeBinance, pairs: list[str], **kw: object) -> StreamJob:
