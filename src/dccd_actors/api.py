@@ -6,6 +6,7 @@ import atexit
 import fcntl
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -167,6 +168,27 @@ class Collector:
         sealed = self.seal_now()
         return {"sealed": [str(p) for p in sealed], "remotes": {}}
 
+    def watch(self, seconds: float = 10.0, interval: float = 1.0) -> CollectorStatus:
+        """Show live progress for ``seconds``: an updating table in Jupyter, lines elsewhere.
+
+        Example::
+
+            >>> c.watch(30)        # doctest: +SKIP
+        """
+        handle = _display_handle()
+        deadline = time.monotonic() + seconds
+        status = self.status()
+        while True:
+            status = self.status()
+            if handle is not None:
+                handle.update(_Html(status._repr_html_()))
+            else:
+                sys.stdout.write(_progress_line(status) + "\n")
+                sys.stdout.flush()
+            if time.monotonic() >= deadline or status.state != "running":
+                return status
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
     # -- one collector per folder -----------------------------------------------------
     def _lock_folder(self) -> None:
         meta = Path(self.config.storage.local_path) / META_DIR
@@ -199,6 +221,38 @@ class Collector:
 
     def _repr_html_(self) -> str:
         return self.status()._repr_html_()
+
+
+class _Html:
+    """Minimal object with an HTML repr for IPython's display."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def _display_handle() -> Any:
+    """An IPython display handle when running in a notebook kernel, else None."""
+    try:
+        import IPython
+        import IPython.display
+    except ImportError:
+        return None
+    get_ipython: Any = getattr(IPython, "get_ipython", None)
+    display: Any = IPython.display.display
+    shell = get_ipython() if get_ipython is not None else None
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return None
+    return display(_Html(""), display_id=True)
+
+
+def _progress_line(status: CollectorStatus) -> str:
+    return " | ".join(
+        f"{r.exchange}:{r.pair} {r.state} trades={r.trades} book={r.book_rows} gaps={r.gaps}"
+        for r in status
+    )
 
 
 @atexit.register

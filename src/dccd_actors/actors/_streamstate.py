@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final
+from collections import deque
+from typing import Any, Final
+
+import numpy as np
 
 from dccd_actors.actors.messages import StreamKey, StreamStats
+from dccd_actors.records import RecordArray
 
 logger = logging.getLogger("dccd_actors.stream")
 
 _LOG_EVERY_NS: Final = 60_000_000_000
+_LATENCY_WINDOW_NS: Final = 60_000_000_000
+_LATENCY_SAMPLES: Final = 2000  # per batch: enough for a p99, bounded memory
 
 
 class StreamCounters:
@@ -27,6 +33,8 @@ class StreamCounters:
         self.last_frame_ns = self.last_data_ns = 0
         self.connected = self.book_live = False
         self._logged_at: dict[str, int] = {}
+        self.bytes_written = 0
+        self._latency: deque[tuple[int, np.ndarray[Any, Any]]] = deque()
 
     def count_malformed(self, kind: str, example: str) -> None:
         self.malformed += 1
@@ -49,7 +57,30 @@ class StreamCounters:
             self._logged_at[kind] = now
             logger.warning(fmt, *args)
 
+    def record_batch(self, now_ns: int, *arrays: RecordArray | None) -> None:
+        """Count bytes handed to storage and keep receive latencies of the last minute."""
+        for arr in arrays:
+            if arr is None or not len(arr):
+                continue
+            self.bytes_written += arr.nbytes
+            if "ts_event" in (arr.dtype.names or ()):
+                event = arr["ts_event"]
+                lat = (arr["ts_recv"] - event)[event > 0]
+                if len(lat):
+                    self._latency.append((now_ns, lat[:: max(1, len(lat) // _LATENCY_SAMPLES)]))
+        while self._latency and now_ns - self._latency[0][0] > _LATENCY_WINDOW_NS:
+            self._latency.popleft()
+
+    def latency_ms(self) -> tuple[float | None, float | None]:
+        """p50 and p99 of ``ts_recv - ts_event`` over the last minute, in ms."""
+        if not self._latency:
+            return None, None
+        samples = np.concatenate([lat for _, lat in self._latency]) / 1e6
+        p50, p99 = np.percentile(samples, [50, 99])
+        return float(p50), float(p99)
+
     def snapshot(self) -> StreamStats:
+        p50, p99 = self.latency_ms()
         return StreamStats(
             frames=self.frames,
             trades=self.trades,
@@ -66,4 +97,7 @@ class StreamCounters:
             last_data_ns=self.last_data_ns,
             connected=self.connected,
             book_live=self.book_live,
+            bytes_written=self.bytes_written,
+            latency_p50_ms=p50,
+            latency_p99_ms=p99,
         )

@@ -15,10 +15,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pykka
 
+from dccd_actors.actors._health import Alerter, write_metrics
 from dccd_actors.actors._reader import start_ticker
 from dccd_actors.actors.messages import (
     ChildExited,
@@ -34,6 +36,7 @@ from dccd_actors.actors.status import CollectorStatus, StreamStatus
 from dccd_actors.actors.storage import StorageActor, _inbox_size
 from dccd_actors.actors.stream import PendingGap, StreamActor
 from dccd_actors.config import CollectorConfig, StreamJob
+from dccd_actors.storage.layout import META_DIR
 
 __all__ = ["AddStream", "ManagerActor", "StopChildren"]
 
@@ -99,6 +102,9 @@ class ManagerActor(pykka.ThreadingActor):
         self._stop_ticker = threading.Event()
         self._connects: dict[str, deque[float]] = {}
         self._storage_stats = StorageStats()
+        self.alerter = Alerter(config.alerts)
+        self._metrics_path = Path(config.storage.local_path) / META_DIR / "metrics.json"
+        self._next_health = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
     def on_start(self) -> None:
@@ -299,6 +305,16 @@ class ManagerActor(pykka.ThreadingActor):
             )
         for child in self.children.values():
             self._check_child(child, now)
+        if now >= self._next_health:
+            self._next_health = now + 1.0
+            self._report_health()
+
+    def _report_health(self) -> None:
+        status = self._status()
+        write_metrics(self._metrics_path, status)
+        self.alerter.review(status)
+        if status.storage.get("backlog_warning"):
+            logger.warning("storage backlog %s messages", status.storage.get("backlog"))
 
     def _check_child(self, child: _Child, now: float) -> None:
         if child.state in ("backoff", "parked") and now >= child.start_at:
@@ -343,6 +359,9 @@ class ManagerActor(pykka.ThreadingActor):
                     if child.state in ("backoff", "parked")
                     else None,
                     book_live=stats.book_live,
+                    bytes_written=stats.bytes_written,
+                    latency_p50_ms=stats.latency_p50_ms,
+                    latency_p99_ms=stats.latency_p99_ms,
                 )
             )
         storage = {"gen": self.storage_gen, "running": self.storage is not None}
@@ -373,6 +392,7 @@ class ManagerActor(pykka.ThreadingActor):
             self.storage = None
         if self.state != "failed":
             self.state = "stopped"
+        self._report_health()
         return summary
 
 

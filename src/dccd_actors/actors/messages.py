@@ -70,6 +70,9 @@ class StreamStats:
     connected: bool = False
     book_live: bool = False
     frames_dropped_too_large: int = 0
+    bytes_written: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
 
 
 def add_stats(total: StreamStats, current: StreamStats) -> StreamStats:
@@ -89,6 +92,7 @@ def add_stats(total: StreamStats, current: StreamStats) -> StreamStats:
             "malformed",
             "venue_errors",
             "frames_dropped_too_large",
+            "bytes_written",
         )
     }
     return StreamStats(
@@ -100,6 +104,8 @@ def add_stats(total: StreamStats, current: StreamStats) -> StreamStats:
         last_data_ns=max(total.last_data_ns, current.last_data_ns),
         connected=current.connected,
         book_live=current.book_live,
+        latency_p50_ms=current.latency_p50_ms,
+        latency_p99_ms=current.latency_p99_ms,
     )
 
 

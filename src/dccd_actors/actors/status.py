@@ -39,6 +39,9 @@ class StreamStatus:
     last_frame_age_s: float | None = None
     next_retry_in_s: float | None = None
     book_live: bool = False
+    bytes_written: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)

@@ -367,6 +367,7 @@ class StreamActor(pykka.ThreadingActor):
             else None,
             gaps=gaps_array(self._gaps) if self._gaps else None,
         )
+        self.counters.record_batch(self._last_flush_ns, message.trades, message.book_deltas)
         self.counters.trades += len(self._trades)
         self.counters.book_rows += len(self._deltas)
         self._trades, self._deltas, self._snapshots, self._gaps = [], [], [], []
