@@ -199,6 +199,7 @@ class ManagerActor(pykka.ThreadingActor):
         flowing = beat.stats.last_data_ns or beat.stats.frames
         if flowing and child.backoff.healthy(time.monotonic()):
             child.consecutive_errors = 0
+            self.alerter.review(self._status())
 
     def _on_exit(self, exited: ChildExited) -> None:
         if exited.key == "storage":
@@ -245,6 +246,7 @@ class ManagerActor(pykka.ThreadingActor):
             logger.warning(
                 "%s exited (%s: %s); restarting in %.2f s", child.key, cause, error, delay
             )
+        self.alerter.review(self._status())
 
     # -- storage --------------------------------------------------------------------
     def _start_storage(self) -> None:

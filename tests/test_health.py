@@ -1,0 +1,235 @@
+"""Operate: metrics.json agrees with status(), webhook alerts, the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from dccd_actors import (
+    AlertConfig,
+    Collector,
+    CollectorConfig,
+    RestartPolicy,
+    StorageConfig,
+    StreamJob,
+    open_store,
+)
+from dccd_actors.cli import main
+from dccd_actors.testing import FakeBinance
+from tests.helpers import config, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def webhook_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hooks/secret-token", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _metrics(path: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((path / ".dccd" / "metrics.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_metrics_json_agrees_with_status_and_shows_a_parked_stream(tmp_path: Path) -> None:
+    policy = RestartPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=2, park_interval=30)
+    with FakeBinance(["ETH/USDT"], seed=41) as fake:
+        jobs = [
+            StreamJob("binance", ["BTC/USDT"], ["trades"], url=f"ws://127.0.0.1:{_free_port()}"),
+            StreamJob(
+                "binance", ["ETH/USDT"], ["trades", "book"], url=fake.url, rest_url=fake.rest_url
+            ),
+        ]
+        with Collector(config(tmp_path, jobs, policy=policy)) as c:
+            wait_until(
+                lambda: (
+                    {r.pair: r.state for r in c.status()}
+                    == {"BTC/USDT": "parked", "ETH/USDT": "running"}
+                )
+            )
+            wait_until(
+                lambda: (
+                    {s["pair"]: s["state"] for s in _metrics(tmp_path)["streams"]}
+                    == {"BTC/USDT": "parked", "ETH/USDT": "running"}
+                )
+            )
+            fake.pause()
+            wait_until(
+                lambda: (
+                    (m := _metrics(tmp_path))
+                    and [s["trades"] for s in m["streams"]] == [r.trades for r in c.status()]
+                ),
+                timeout=10,
+            )
+            metrics, status = _metrics(tmp_path), c.status()
+        by_pair = {s["pair"]: s for s in metrics["streams"]}
+        for row in status:
+            for field in (
+                "state",
+                "gen",
+                "restarts",
+                "trades",
+                "book_rows",
+                "gaps",
+                "resyncs",
+                "malformed",
+            ):
+                assert by_pair[row.pair][field] == getattr(row, field), field
+        assert (
+            by_pair["ETH/USDT"]["latency_p99_ms"] is not None
+            and by_pair["ETH/USDT"]["bytes_written"] > 0
+        )
+        assert metrics["collector"]["state"] == "running" and metrics["storage"]["running"] is True
+    final = _metrics(tmp_path)
+    assert final["collector"]["state"] == "stopped"
+
+
+def test_the_webhook_gets_failing_parked_and_recovered_exactly_once(tmp_path: Path) -> None:
+    port = _free_port()
+    policy = RestartPolicy(
+        min_backoff=0.01, max_backoff=0.02, max_restarts=3, park_interval=0.5, reset_after=0.3
+    )
+    with webhook_server() as (url, received):
+        cfg = CollectorConfig(
+            storage=StorageConfig(local_path=tmp_path, flush_interval=0.1),
+            stream_jobs=[
+                StreamJob(
+                    "binance",
+                    ["BTC/USDT"],
+                    ["trades", "book"],
+                    url=f"ws://127.0.0.1:{port}",
+                    rest_url=f"http://127.0.0.1:{port}",
+                )
+            ],
+            alerts=AlertConfig(webhook_url=url, max_consecutive_errors=2),
+            policy=policy,
+        )
+        with Collector(cfg) as c:
+            wait_until(lambda: c.status()[0].state == "parked")
+            with FakeBinance(["BTC/USDT"], seed=42, port=port):
+                wait_until(lambda: len(received) == 3, timeout=15)
+                texts = [r["text"] for r in received]
+                assert all(r["content"] == r["text"] for r in received)
+        assert (
+            "2 consecutive errors" in texts[0]
+            and "PARKED" in texts[1]
+            and texts[2] == "binance BTC/USDT recovered"
+        )
+    log = (tmp_path / ".dccd" / "metrics.json").read_text()
+    assert "secret-token" not in log
+
+
+def test_a_failing_webhook_never_disturbs_collection(tmp_path: Path) -> None:
+    policy = RestartPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=1, park_interval=30)
+    with FakeBinance(["ETH/USDT"], seed=43) as fake:
+        cfg = CollectorConfig(
+            storage=StorageConfig(local_path=tmp_path, flush_interval=0.1),
+            stream_jobs=[
+                StreamJob(
+                    "binance", ["BTC/USDT"], ["trades"], url=f"ws://127.0.0.1:{_free_port()}"
+                ),
+                StreamJob("binance", ["ETH/USDT"], ["trades"], url=fake.url),
+            ],
+            alerts=AlertConfig(
+                webhook_url=f"http://127.0.0.1:{_free_port()}/nobody", max_consecutive_errors=1
+            ),
+            policy=policy,
+        )
+        with Collector(cfg) as c:
+            wait_until(lambda: c.status()[0].state == "parked")
+            wait_until(lambda: c.status()[1].trades > 20)
+    assert len(open_store(tmp_path).trades("binance", "ETH/USDT")) > 20
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["validate", "start"])
+def test_cli_config_errors_exit_2_with_one_line(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad_yaml = tmp_path / "bad.yml"
+    bad_yaml.write_text("storage: [oops\n")
+    bad_field = tmp_path / "field.yml"
+    bad_field.write_text(
+        f"storage: {{local_path: {tmp_path}}}\nstream_jobs: [{{exchange: ftx, pairs: [BTC/USDT]}}]\n"
+    )
+    for path, needle in (
+        (tmp_path / "missing.yml", "cannot read config file"),
+        (bad_yaml, "not valid YAML"),
+        (bad_field, "exchange='ftx' is invalid"),
+    ):
+        assert main([command, "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1
+
+
+def test_cli_status_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--path", str(tmp_path / "nope")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_start_then_sigterm_exits_0_with_files_sealed(tmp_path: Path) -> None:
+    with FakeBinance(["BTC/USDT"], seed=44) as fake:
+        cfg = tmp_path / "config.yml"
+        data = tmp_path / "data"
+        cfg.write_text(
+            f"storage: {{local_path: {data}, flush_interval: 0.1}}\n"
+            f"stream_jobs:\n  - {{exchange: binance, pairs: [BTC/USDT], channels: [trades, book], time_step: 1,"
+            f" url: '{fake.url}', rest_url: '{fake.rest_url}'}}\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dccd_actors.cli", "start", "--config", str(cfg)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            wait_until(lambda: len(list(data.glob("binance/BTC-USDT/*.live.h5"))) == 1, timeout=20)
+            wait_until(lambda: len(open_store(data).trades("binance", "BTC/USDT")) > 5, timeout=20)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert (
+        not list(data.glob("**/*.live.h5")) and len(list(data.glob("binance/BTC-USDT/*.h5"))) == 1
+    )
+    assert b"stopped; files sealed" in out
+    main(["status", "--path", str(data)])
