@@ -233,3 +233,18 @@ def test_cli_start_then_sigterm_exits_0_with_files_sealed(tmp_path: Path) -> Non
     )
     assert b"stopped; files sealed" in out
     main(["status", "--path", str(data)])
+
+
+def test_the_opt_in_file_log_gets_the_package_warnings(tmp_path: Path) -> None:
+    cfg = CollectorConfig(
+        storage=StorageConfig(local_path=tmp_path),
+        stream_jobs=[
+            StreamJob("binance", ["BTC/USDT"], ["trades"], url=f"ws://127.0.0.1:{_free_port()}")
+        ],
+        policy=RestartPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=1, park_interval=30),
+        log_file=True,
+    )
+    with Collector(cfg) as c:
+        wait_until(lambda: c.status()[0].state == "parked")
+    log = (tmp_path / ".dccd" / "dccd_actors.log").read_text()
+    assert "parked after 2 restarts" in log and "Connection refused" in log

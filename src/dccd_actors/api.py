@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -70,6 +71,7 @@ class Collector:
         self._summary: dict[str, str] | None = None
         self._final_status: CollectorStatus | None = None
         self._stop_lock = threading.Lock()
+        self._log_handler: logging.Handler | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> Collector:
@@ -78,6 +80,10 @@ class Collector:
             return self
         self._lock_folder()
         self._summary = None
+        if self.config.log_file:
+            self._log_handler = _file_log(
+                Path(self.config.storage.local_path) / META_DIR / "dccd_actors.log"
+            )
         self._manager = ManagerActor.start(self.config, **self._manager_options)
         _live_collectors.add(self)
         return self
@@ -103,6 +109,10 @@ class Collector:
                 manager.stop(block=True, timeout=timeout)
                 self._unlock_folder()
                 _live_collectors.discard(self)
+                if self._log_handler is not None:
+                    logging.getLogger("dccd_actors").removeHandler(self._log_handler)
+                    self._log_handler.close()
+                    self._log_handler = None
             self._summary = summary
             return dict(summary)
 
@@ -221,6 +231,15 @@ class Collector:
 
     def _repr_html_(self) -> str:
         return self.status()._repr_html_()
+
+
+def _file_log(path: Path) -> logging.Handler:
+    """The opt-in rotating file log (10 MB x 5, as dccd had) on the package logger only."""
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=10 * 1024 * 1024, backupCount=5)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # the logger's level stays the user's choice: WARNING by default, INFO for lifecycle
+    logging.getLogger("dccd_actors").addHandler(handler)
+    return handler
 
 
 class _Html:

@@ -234,6 +234,7 @@ class CollectorConfig:
     stream_jobs: Sequence[StreamJob] = ()
     alerts: AlertConfig = field(default_factory=AlertConfig)
     policy: RestartPolicy = field(default_factory=RestartPolicy)
+    log_file: bool = False  # also log to {local_path}/.dccd/dccd_actors.log (10 MB x 5)
 
     def __post_init__(self) -> None:
         if not isinstance(self.storage, StorageConfig):
@@ -297,6 +298,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
             "histo_jobs",
             "alerts",
             "policy",
+            "log_file",
             "log_level",
             "logging",
         },
@@ -332,7 +334,12 @@ def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
     policy = RestartPolicy(
         **{k: v for k, v in policy_raw.items() if k in {f.name for f in fields(RestartPolicy)}}
     )
-    return CollectorConfig(storage=storage, stream_jobs=jobs, alerts=alerts, policy=policy)
+    log_file = raw.get("log_file", False)
+    if not isinstance(log_file, bool):
+        raise _fail("log_file", log_file, "expected true or false")
+    return CollectorConfig(
+        storage=storage, stream_jobs=jobs, alerts=alerts, policy=policy, log_file=log_file
+    )
 
 
 def _remote(raw: object) -> RemoteConfig:
