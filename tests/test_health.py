@@ -248,3 +248,40 @@ def test_the_opt_in_file_log_gets_the_package_warnings(tmp_path: Path) -> None:
         wait_until(lambda: c.status()[0].state == "parked")
     log = (tmp_path / ".dccd" / "dccd_actors.log").read_text()
     assert "parked after 2 restarts" in log and "Connection refused" in log
+
+
+def test_cli_add_edits_the_yaml_and_validates_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(
+        "storage: {local_path: data}\nstream_jobs:\n  - {exchange: binance, pairs: [BTC/USDT], channels: [trades, book]}\n"
+    )
+    assert main(["add", "--config", str(cfg), "--exchange", "binance", "--pair", "ETH/USDT"]) == 0
+    assert (
+        main(
+            [
+                "add",
+                "--config",
+                str(cfg),
+                "--exchange",
+                "okx",
+                "--pair",
+                "SOL/USDT",
+                "--channels",
+                "book",
+            ]
+        )
+        == 0
+    )
+    before = cfg.read_text()
+    assert main(["add", "--config", str(cfg), "--exchange", "okx", "--pair", "SOLUSDT"]) == 2
+    assert "pairs='SOLUSDT' is invalid" in capsys.readouterr().err
+    assert cfg.read_text() == before
+    from dccd_actors import load_config
+
+    jobs = load_config(cfg).stream_jobs
+    assert [(j.exchange, j.pairs, j.channels) for j in jobs] == [
+        ("binance", ("BTC/USDT", "ETH/USDT"), ("trades", "book")),
+        ("okx", ("SOL/USDT",), ("book",)),
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -14,13 +15,19 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import yaml
 
 from dccd_actors import __version__
-from dccd_actors.api import Collector, open_store
-from dccd_actors.config import CollectorConfig, StorageConfig, StreamJob, load_config
+from dccd_actors.api import Collector, _progress_line, open_store
+from dccd_actors.config import (
+    CollectorConfig,
+    StorageConfig,
+    StreamJob,
+    config_from_dict,
+    load_config,
+)
 from dccd_actors.errors import CollectorFailed, ConfigError, DccdError, StorageError
 
 __all__ = ["main"]
@@ -70,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--config", required=True)
     validate.set_defaults(func=_validate)
 
+    add = sub.add_parser("add", help="add a pair to a config file (validated before writing)")
+    add.add_argument("--config", required=True)
+    add.add_argument("--exchange", required=True)
+    add.add_argument("--pair", required=True, help="BASE/QUOTE, e.g. BTC/USDT")
+    add.add_argument(
+        "--channels", default="trades,book", help="comma-separated (default trades,book)"
+    )
+    add.set_defaults(func=_add)
+
     status = sub.add_parser("status", help="summarise a data folder (running or stopped collector)")
     status.add_argument("--path", required=True)
     status.set_defaults(func=_status)
@@ -90,6 +106,39 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    load_config(path)  # the file must be valid before we touch it
+    raw = yaml.safe_load(path.read_text())
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    new_job = StreamJob(args.exchange, [args.pair], channels)
+    jobs = raw.setdefault("stream_jobs", []) or []
+    raw["stream_jobs"] = jobs
+    for job in jobs:
+        if job.get("exchange") == new_job.exchange and list(job.get("channels") or []) == list(
+            new_job.channels
+        ):
+            if new_job.pairs[0] in [p.upper() for p in job.get("pairs", [])]:
+                print(f"{new_job.exchange} {new_job.pairs[0]} is already in {path}")
+                return EXIT_OK
+            job["pairs"] = [*job.get("pairs", []), new_job.pairs[0]]
+            break
+    else:
+        jobs.append(
+            {
+                "exchange": new_job.exchange,
+                "pairs": list(new_job.pairs),
+                "channels": list(new_job.channels),
+            }
+        )
+    config_from_dict(raw)  # the edited config must be valid too
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    os.replace(tmp, path)
+    print(f"added {new_job.exchange} {new_job.pairs[0]} [{', '.join(new_job.channels)}] to {path}")
+    return EXIT_OK
+
+
 def _start(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     stop = threading.Event()
@@ -104,7 +153,7 @@ def _start(args: argparse.Namespace) -> int:
                 print(f"dccd-actors: collector failed: {status.error}", file=sys.stderr)
                 return EXIT_RUNTIME
             if tty:
-                print("\r" + _progress(status), end="", flush=True)
+                print("\r" + _progress_line(status), end="", flush=True)
     finally:
         collector.stop()
     if tty:
@@ -136,14 +185,6 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress(status: Any) -> str:
-    parts = [
-        f"{r.exchange}:{r.pair} {r.state} trades={r.trades} book={r.book_rows} gaps={r.gaps}"
-        for r in status
-    ]
-    return " | ".join(parts)
-
-
 def _demo(args: argparse.Namespace) -> int:
     from dccd_actors.testing import FakeBinance
 
@@ -167,7 +208,7 @@ def _demo(args: argparse.Namespace) -> int:
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-                print("  " + _progress(collector.status()), flush=True)
+                print("  " + _progress_line(collector.status()), flush=True)
     finally:
         for fake in fakes:
             fake.stop()
