@@ -39,6 +39,7 @@ from dccd_actors.errors import (  # noqa: E402
     ProtocolError,
     StorageError,
 )
+from dccd_actors.reprocess import reprocess  # noqa: E402
 
 __all__ = [
     "AlertConfig",
@@ -60,4 +61,5 @@ __all__ = [
     "__version__",
     "load_config",
     "open_store",
+    "reprocess",
 ]

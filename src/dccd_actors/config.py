@@ -159,6 +159,7 @@ class StorageConfig:
     rotation: str = "daily"
     compression: str = "gzip"
     keep_local_days: float | None = None
+    raw: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.local_path, str | Path) or not str(self.local_path).strip():

@@ -174,6 +174,7 @@ class ManagerActor(pykka.ThreadingActor):
             policy=self.policy,
             flush_interval=self.config.storage.flush_interval,
             pending_gap=child.pending_gap,
+            raw=self.config.storage.raw,
         )
         child.pending_gap = None
 

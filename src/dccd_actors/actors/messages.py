@@ -138,6 +138,7 @@ class Append:
     book_deltas: RecordArray | None = None
     book_snapshots: RecordArray | None = None
     gaps: RecordArray | None = None
+    journal: list[tuple[int, str, Any]] | None = None  # raw inputs, when StorageConfig.raw
 
     def datasets(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ from typing import Any
 
 import pykka
 
+from dccd_actors.actors._journal import journal_lines
 from dccd_actors.actors._reader import start_ticker
 from dccd_actors.actors.messages import Append, ChildExited, StorageStats, Tick
 from dccd_actors.config import StorageConfig
@@ -87,7 +88,8 @@ class StorageActor(pykka.ThreadingActor):
         if self._slow_down:
             time.sleep(self._slow_down)
         self._appends += 1
-        return self.writer.append(message.key, message.info, message.datasets())
+        journal = journal_lines(message.journal) if message.journal else None
+        return self.writer.append(message.key, message.info, message.datasets(), journal)
 
     def _stats(self) -> StorageStats:
         writer = self.writer

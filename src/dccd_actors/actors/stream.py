@@ -18,6 +18,7 @@ import numpy as np
 import pykka
 
 from dccd_actors import _ws
+from dccd_actors.actors._journal import Journal
 from dccd_actors.actors._reader import Inflight, start_fetch, start_reader, start_ticker
 from dccd_actors.actors._streamstate import StreamCounters
 from dccd_actors.actors.messages import (
@@ -45,6 +46,8 @@ from dccd_actors.exchanges._base import (
     Send,
     Trades,
     VenueError,
+    from_the_future,
+    snapshot_row,
 )
 from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.segment import SegmentInfo
@@ -56,7 +59,6 @@ logger = logging.getLogger("dccd_actors.stream")
 _PING_INTERVAL_NS: Final = 20_000_000_000
 _MAX_BUFFERED_ROWS: Final = 50_000
 _MAX_INFLIGHT_FRAMES: Final = 20_000
-_MAX_AHEAD_NS: Final = 3_600_000_000_000  # a venue clock an hour ahead of ours is corrupt data
 
 PendingGap = tuple[int, str, str]
 """(start_ns, cause, detail) of an interval that is open until data flows again."""
@@ -79,8 +81,10 @@ class StreamActor(pykka.ThreadingActor):
         flush_interval: float,
         pending_gap: PendingGap | None = None,
         tick_interval: float = 0.1,
+        raw: bool = False,
     ) -> None:
         super().__init__()
+        self._journal = Journal() if raw else None
         self.key = (job.exchange, pair)
         self.job, self.gen, self.policy = job, gen, policy
         self.manager, self.storage = manager, storage
@@ -88,7 +92,14 @@ class StreamActor(pykka.ThreadingActor):
             pair, job.channels, url=job.url, rest_url=job.rest_url
         )
         venue_symbol = str(getattr(self.adapter, "symbol", pair))
-        self.info = SegmentInfo(job.exchange, pair, venue_symbol, job.depth, float(job.time_step))
+        self.info = SegmentInfo(
+            job.exchange,
+            pair,
+            venue_symbol,
+            job.depth,
+            float(job.time_step),
+            ",".join(job.channels),
+        )
         self.counters = StreamCounters(self.key)
         self._flush_ns = int(flush_interval * 1e9)
         self._tick_interval = min(tick_interval, flush_interval / 2)
@@ -134,7 +145,10 @@ class StreamActor(pykka.ThreadingActor):
         self._connected_ns = time.time_ns()
         self.counters.connected = True
         logger.info("%s:%s connected (generation %d)", self.key[0], self.key[1], self.gen)
-        self._dispatch(self.adapter.on_open(), time.time_ns())
+        now = time.time_ns()
+        if self._journal is not None:
+            self._journal.opened(now, self.adapter.url())
+        self._dispatch(self.adapter.on_open(), now)
 
     def on_stop(self) -> None:
         self._close()
@@ -150,7 +164,7 @@ class StreamActor(pykka.ThreadingActor):
             self._conn.close()
         if self._open_gap is not None:
             start, cause, detail = self._open_gap
-            self._gaps.append((start, time.time_ns(), cause, detail + " (still open at stop)"))
+            self._add_gap((start, time.time_ns(), cause, detail + " (still open at stop)"))
             self._open_gap = None
         self._flush()
 
@@ -194,6 +208,8 @@ class StreamActor(pykka.ThreadingActor):
                     self._exit("disconnect", reason)
             case SnapshotFetched(body=body, ts_recv=ts_recv, fetch_id=fetch_id):
                 if fetch_id == self._fetch_id:
+                    if self._journal is not None:
+                        self._journal.rest(ts_recv, body)
                     self._guarded(
                         lambda: self.adapter.receive_snapshot(body, ts_recv), body, ts_recv
                     )
@@ -213,7 +229,10 @@ class StreamActor(pykka.ThreadingActor):
         counters.frames += len(message.frames)
         counters.last_frame_ns = ts_recv
         receive = self.adapter.receive
+        journal = self._journal
         for frame in message.frames:
+            if journal is not None:
+                journal.frame(ts_recv, frame)
             if isinstance(frame, bytes):
                 counters.count_malformed("binary", repr(frame[:200]))
                 continue
@@ -247,17 +266,14 @@ class StreamActor(pykka.ThreadingActor):
         for event in events:
             match event:
                 case Trades(rows=rows):
-                    if (
-                        rows[-1][0] > ts_recv + _MAX_AHEAD_NS
-                        or rows[0][0] > ts_recv + _MAX_AHEAD_NS
-                    ):
+                    if from_the_future(rows, ts_recv):
                         self.counters.count_malformed("future_timestamp", repr(rows[0]))
                         continue
                     self._trades.extend(rows)
                     self.counters.last_data_ns = ts_recv
                     self._close_pending_gap(ts_recv, book_event=False)
                 case BookDeltas(rows=rows):
-                    if rows and rows[-1][0] > ts_recv + _MAX_AHEAD_NS:
+                    if from_the_future(rows, ts_recv):
                         # the book moved, so the rows are kept; the implausible venue time is not
                         self.counters.count_malformed("future_timestamp", repr(rows[-1]))
                         rows = [(-1, *row[1:]) for row in rows]
@@ -286,7 +302,7 @@ class StreamActor(pykka.ThreadingActor):
         if self._open_gap is None or (not book_event and "book" in self.job.channels):
             return
         start, cause, detail = self._open_gap
-        self._gaps.append((start, max(end_ns, start), cause, detail))
+        self._add_gap((start, max(end_ns, start), cause, detail))
         self.counters.gaps += 1
         self._open_gap = None
 
@@ -338,24 +354,22 @@ class StreamActor(pykka.ThreadingActor):
                 self._exit("disconnect", str(exc))
 
     def _sample_book(self, now: int) -> None:
+        if self._journal is not None:
+            self._journal.sample(now)
         top = self.adapter.book_top(self.job.depth)
-        if top is None:
-            return
-        depth = self.job.depth
-        bid_p, bid_s = np.full(depth, np.nan), np.zeros(depth)
-        ask_p, ask_s = np.full(depth, np.nan), np.zeros(depth)
-        if top.bids:
-            bids = np.asarray(top.bids, dtype=np.float64)
-            bid_p[: len(bids)], bid_s[: len(bids)] = bids[:, 0], bids[:, 1]
-        if top.asks:
-            asks = np.asarray(top.asks, dtype=np.float64)
-            ask_p[: len(asks)], ask_s[: len(asks)] = asks[:, 0], asks[:, 1]
-        self._snapshots.append((top.ts_event, now, top.seq, bid_p, bid_s, ask_p, ask_s))
-        self.counters.snapshots += 1
+        if top is not None:
+            self._snapshots.append(snapshot_row(top, now, self.job.depth))
+            self.counters.snapshots += 1
+
+    def _add_gap(self, row: tuple[int, int, str, str]) -> None:
+        self._gaps.append(row)
+        if self._journal is not None:
+            self._journal.gap(row)
 
     def _flush(self) -> None:
         self._last_flush_ns = time.time_ns()
-        if not (self._trades or self._deltas or self._snapshots or self._gaps):
+        journal = self._journal.drain() if self._journal is not None else None
+        if not (self._trades or self._deltas or self._snapshots or self._gaps or journal):
             return
         message = Append(
             self.key,
@@ -366,6 +380,7 @@ class StreamActor(pykka.ThreadingActor):
             if self._snapshots
             else None,
             gaps=gaps_array(self._gaps) if self._gaps else None,
+            journal=journal or None,
         )
         self.counters.record_batch(self._last_flush_ns, message.trades, message.book_deltas)
         self.counters.trades += len(self._trades)

@@ -27,7 +27,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
+
+import numpy as np
 
 from dccd_actors.errors import ConfigError, ParseError
 from dccd_actors.exchanges.book import OrderBook
@@ -46,6 +48,8 @@ __all__ = [
     "TradeRow",
     "Trades",
     "VenueError",
+    "from_the_future",
+    "snapshot_row",
 ]
 
 TradeRow = tuple[int, int, int, bytes, float, float, int, int]
@@ -113,6 +117,32 @@ class BookTop:
     seq: int
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
+
+
+MAX_AHEAD_NS: Final = 3_600_000_000_000  # a venue clock an hour ahead of ours is corrupt data
+
+
+def from_the_future(rows: list[TradeRow] | list[DeltaRow], ts_recv: int) -> bool:
+    """True when the first or last row's venue time is implausibly far ahead of receipt.
+
+    Trades so stamped are skipped; book rows are kept (the book moved) with ts_event -1.
+    """
+    return bool(rows) and (
+        rows[0][0] > ts_recv + MAX_AHEAD_NS or rows[-1][0] > ts_recv + MAX_AHEAD_NS
+    )
+
+
+def snapshot_row(top: BookTop, ts_recv: int, depth: int) -> tuple[Any, ...]:
+    """A ``book_snapshots`` row: top ``depth`` levels, prices NaN and sizes 0 beyond the book."""
+    bid_p, bid_s = np.full(depth, np.nan), np.zeros(depth)
+    ask_p, ask_s = np.full(depth, np.nan), np.zeros(depth)
+    if top.bids:
+        bids = np.asarray(top.bids[:depth], dtype=np.float64)
+        bid_p[: len(bids)], bid_s[: len(bids)] = bids[:, 0], bids[:, 1]
+    if top.asks:
+        asks = np.asarray(top.asks[:depth], dtype=np.float64)
+        ask_p[: len(asks)], ask_s[: len(asks)] = asks[:, 0], asks[:, 1]
+    return (top.ts_event, ts_recv, top.seq, bid_p, bid_s, ask_p, ask_s)
 
 
 def split_pair(pair: str) -> tuple[str, str]:

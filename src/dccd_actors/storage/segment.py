@@ -13,6 +13,7 @@ for writing is the *same* handle and closing it would close the writer's.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,7 @@ class SegmentInfo:
     venue_symbol: str
     depth: int
     time_step: float
+    channels: str = "trades,book"
 
     def dtypes(self) -> dict[str, np.dtype[Any]]:
         return {
@@ -88,6 +90,7 @@ class LiveSegment:
         self.rows = dict.fromkeys(DATASETS, 0)
         self.last_ts_recv = -1
         self.lock = threading.RLock()
+        self._journal: gzip.GzipFile | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = h5py.File(path, "w", libver=_LIBVER)
@@ -113,6 +116,7 @@ class LiveSegment:
                 "venue_symbol": info.venue_symbol,
                 "depth": info.depth,
                 "time_step": info.time_step,
+                "channels": info.channels,
                 "schema_version": SCHEMA_VERSION,
                 "library_version": __version__,
                 "start_ns": start_ns,
@@ -138,6 +142,13 @@ class LiveSegment:
             if "ts_recv" in (rows.dtype.names or ()):
                 self.last_ts_recv = max(self.last_ts_recv, int(rows["ts_recv"][-1]))
 
+    def append_journal(self, text: str) -> None:
+        """Append raw-journal lines; a sync flush makes every batch decodable after a crash."""
+        if self._journal is None:
+            self._journal = gzip.open(journal_path(self.path), "ab")  # noqa: SIM115 - closed in close()
+        self._journal.write(text.encode("utf-8"))
+        self._journal.flush()  # Z_SYNC_FLUSH: what was written so far can be decompressed
+
     def flush(self) -> None:
         """Publish appended rows to SWMR readers and the OS."""
         with self.lock:
@@ -157,6 +168,9 @@ class LiveSegment:
             _registry.pop(str(self.path), None)
         with self.lock, contextlib.suppress(Exception):
             self._file.close()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
 
 def live_segment(path: Path) -> LiveSegment | None:
@@ -209,6 +223,10 @@ def seal(live_path: Path, compression: str | None, end_reason: str) -> Path:
                 if check[ds_name].shape[0] != count:
                     raise StorageError(f"sealed copy of {live_path}:{ds_name} has wrong row count")
         _fsync(tmp_path)
+        live_journal = journal_path(live_path)
+        if live_journal.exists():
+            _fsync(live_journal)
+            os.replace(live_journal, journal_path(sealed_path))
         os.replace(tmp_path, sealed_path)
         _fsync(sealed_path.parent)
         live_path.unlink()
@@ -246,6 +264,11 @@ def recover_tail(path: Path) -> int:
     """The last ``ts_recv`` recorded in a (possibly crashed) live segment, -1 if none."""
     with open_for_read(path) as f:
         return _last_ts_recv(f)
+
+
+def journal_path(segment: Path) -> Path:
+    """``X.live.h5`` → ``X.live.raw.jsonl.gz``; ``X.h5`` → ``X.raw.jsonl.gz``."""
+    return segment.with_name(segment.name[: -len(".h5")] + ".raw.jsonl.gz")
 
 
 def _fsync(path: Path) -> None:

@@ -78,7 +78,13 @@ class SegmentWriter:
             logger.warning("sealed leftover live segment %s after a crash", path)
         return recovered
 
-    def append(self, key: StreamKey, info: SegmentInfo, datasets: dict[str, Any]) -> int:
+    def append(
+        self,
+        key: StreamKey,
+        info: SegmentInfo,
+        datasets: dict[str, Any],
+        journal: str | None = None,
+    ) -> int:
         """Append one stream's batch (None entries skipped), flush, return rows written."""
         now = time.time_ns()
         segment = self._segment(key, info, now)
@@ -88,6 +94,8 @@ class SegmentWriter:
                 segment.append(name, arr)
                 rows += len(arr)
                 self.bytes_written += arr.nbytes
+        if journal:
+            segment.append_journal(journal)
         segment.flush()
         self.rows_written += rows
         return rows

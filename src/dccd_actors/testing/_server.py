@@ -8,6 +8,7 @@ overriding the ``handle_*`` hooks and ``tick``; this module knows no venue.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import ssl
@@ -293,8 +294,16 @@ class FakeExchange:
 
 
 def _load_replay(path: str | Path) -> list[str]:
+    """Frames of a recorded session: fixture JSONL or a raw journal (``*.raw.jsonl.gz``)."""
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        raw = gzip.decompress(path.read_bytes()).decode("utf-8")
+    else:
+        raw = path.read_text()
     frames = []
-    for line in Path(path).read_text().splitlines():
+    for line in raw.splitlines():
         if line.strip():
-            frames.append(json.loads(line)["frame"])
+            entry = json.loads(line)
+            if "frame" in entry:
+                frames.append(entry["frame"])
     return frames
