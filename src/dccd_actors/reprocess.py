@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from dccd_actors.errors import ParseError, StorageError
@@ -28,7 +27,7 @@ from dccd_actors.exchanges import adapter_class
 from dccd_actors.exchanges._base import BookDeltas, Trades, from_the_future, snapshot_row
 from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.layout import SegmentName
-from dccd_actors.storage.segment import LiveSegment, SegmentInfo, seal
+from dccd_actors.storage.segment import LiveSegment, SegmentInfo, seal, segment_attrs
 
 __all__ = ["read_journal", "reprocess"]
 
@@ -83,8 +82,7 @@ def _segment_info(journal: Path) -> tuple[SegmentInfo, int]:
         raise StorageError(
             f"journal {journal} has no segment {segment} to take its attributes from"
         )
-    with h5py.File(segment, "r", swmr=segment.name.endswith(".live.h5")) as f:
-        attrs = dict(f.attrs)
+    attrs = segment_attrs(segment)
     info = SegmentInfo(
         str(attrs["exchange"]),
         str(attrs["symbol"]),

@@ -44,6 +44,7 @@ __all__ = [
     "read_rows",
     "recover_tail",
     "seal",
+    "segment_attrs",
 ]
 
 DATASETS: Final = ("trades", "book_deltas", "book_snapshots", "gaps")
@@ -258,6 +259,12 @@ def _last_ts_recv(f: h5py.File) -> int:
         if ds.shape[0]:
             last = max(last, int(ds[ds.shape[0] - 1]["ts_recv"]))
     return last
+
+
+def segment_attrs(path: Path) -> dict[str, Any]:
+    """The attributes of a segment (exchange, symbol, depth, …), live or sealed."""
+    with open_for_read(path) as f:
+        return dict(f.attrs)
 
 
 def recover_tail(path: Path) -> int:
