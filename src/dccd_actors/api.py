@@ -20,6 +20,7 @@ import pykka
 from dccd_actors.actors.manager import AddStream, ManagerActor, StopChildren
 from dccd_actors.actors.status import CollectorStatus
 from dccd_actors.actors.storage import SealAll
+from dccd_actors.actors.stream import make_adapter
 from dccd_actors.config import CollectorConfig, StreamJob
 from dccd_actors.errors import CollectorFailed, ConfigError, StorageError
 from dccd_actors.storage.layout import META_DIR
@@ -64,6 +65,9 @@ class Collector:
     def __init__(self, config: CollectorConfig, **manager_options: Any) -> None:
         if not isinstance(config, CollectorConfig):
             raise ConfigError(f"config={config!r} is invalid: expected a CollectorConfig")
+        for job in config.stream_jobs:  # a pair a venue cannot map fails here, not in a thread
+            for pair in job.pairs:
+                make_adapter(job, pair)
         self.config = config
         self._manager_options = manager_options
         self._manager: pykka.ActorRef[Any] | None = None
@@ -158,6 +162,8 @@ class Collector:
         """Start collecting another job's pairs while running."""
         if self._manager is None:
             raise RuntimeError("collector is not running; call start() first")
+        for pair in job.pairs:
+            make_adapter(job, pair)
         try:
             _ask(self._manager, AddStream(job))
         except ValueError as exc:

@@ -34,8 +34,9 @@ from dccd_actors.actors.messages import (
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import CollectorStatus, StreamStatus
 from dccd_actors.actors.storage import StorageActor, _inbox_size
-from dccd_actors.actors.stream import PendingGap, StreamActor
+from dccd_actors.actors.stream import PendingGap, StreamActor, make_adapter
 from dccd_actors.config import CollectorConfig, StreamJob
+from dccd_actors.exchanges._base import BaseAdapter
 from dccd_actors.storage.layout import META_DIR
 
 __all__ = ["AddStream", "ManagerActor", "StopChildren"]
@@ -58,6 +59,7 @@ class _Child:
     key: StreamKey
     job: StreamJob
     backoff: Backoff
+    adapter: BaseAdapter
     gen: int = 0
     ref: pykka.ActorRef[Any] | None = None
     state: str = "starting"
@@ -151,7 +153,9 @@ class ManagerActor(pykka.ThreadingActor):
             key = (job.exchange, pair)
             if key in self.children and self.children[key].state not in ("stopped", "stop_timeout"):
                 raise ValueError(f"stream {job.exchange} {pair} is already being collected")
-            self.children[key] = _Child(key, job, Backoff(self.policy, self.rng))
+            self.children[key] = _Child(
+                key, job, Backoff(self.policy, self.rng), make_adapter(job, pair)
+            )
             self._start_stream(self.children[key])
             added.append(key)
         return added
@@ -175,6 +179,7 @@ class ManagerActor(pykka.ThreadingActor):
             flush_interval=self.config.storage.flush_interval,
             pending_gap=child.pending_gap,
             raw=self.config.storage.raw,
+            adapter=child.adapter,
         )
         child.pending_gap = None
 

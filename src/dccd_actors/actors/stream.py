@@ -37,6 +37,7 @@ from dccd_actors.config import RestartPolicy, StreamJob
 from dccd_actors.errors import ConnectionLost, ParseError
 from dccd_actors.exchanges import adapter_class
 from dccd_actors.exchanges._base import (
+    BaseAdapter,
     BookDeltas,
     BookInvalid,
     BookValid,
@@ -52,7 +53,7 @@ from dccd_actors.exchanges._base import (
 from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.segment import SegmentInfo
 
-__all__ = ["PendingGap", "StreamActor"]
+__all__ = ["PendingGap", "StreamActor", "make_adapter"]
 
 logger = logging.getLogger("dccd_actors.stream")
 
@@ -62,6 +63,11 @@ _MAX_INFLIGHT_FRAMES: Final = 20_000
 
 PendingGap = tuple[int, str, str]
 """(start_ns, cause, detail) of an interval that is open until data flows again."""
+
+
+def make_adapter(job: StreamJob, pair: str) -> BaseAdapter:
+    """The venue adapter for one pair of a job (raises ConfigError for a pair it cannot map)."""
+    return adapter_class(job.exchange)(pair, job.channels, url=job.url, rest_url=job.rest_url)
 
 
 class StreamActor(pykka.ThreadingActor):
@@ -82,15 +88,16 @@ class StreamActor(pykka.ThreadingActor):
         pending_gap: PendingGap | None = None,
         tick_interval: float = 0.1,
         raw: bool = False,
+        adapter: BaseAdapter | None = None,
     ) -> None:
         super().__init__()
         self._journal = Journal() if raw else None
         self.key = (job.exchange, pair)
         self.job, self.gen, self.policy = job, gen, policy
         self.manager, self.storage = manager, storage
-        self.adapter = adapter_class(job.exchange)(
-            pair, job.channels, url=job.url, rest_url=job.rest_url
-        )
+        # the manager hands the same adapter to every generation, so trades a venue replays
+        # on reconnect (snapshots, partials) are recognised; on_open resets connection state
+        self.adapter = adapter or make_adapter(job, pair)
         venue_symbol = str(getattr(self.adapter, "symbol", pair))
         self.info = SegmentInfo(
             job.exchange,

@@ -83,15 +83,16 @@ class Market:
             book[price] -= amount
             if book[price] <= 0:
                 break
+        change_side = -1 if side == 1 else 1  # a taker buy consumes asks
         remaining = book[price]
+        changes = [(change_side, price, max(remaining, Decimal(0)))]
         if remaining <= 0:
             del book[price]
-            if not book:  # never let a side run dry
-                book[price + side * self.tick * 5] = self._size()
-        else:
-            remaining = book[price]
-        change_side = -1 if side == 1 else 1
-        return trades, [(change_side, price, max(remaining, Decimal(0)))]
+            if not book:  # never let a side run dry; the new level is a change like any other
+                refill = price + side * self.tick * 5
+                book[refill] = self._size()
+                changes.append((change_side, refill, book[refill]))
+        return trades, changes
 
     def _change(self) -> tuple[int, Decimal, Decimal]:
         side = self._rng.choice((1, -1))

@@ -78,7 +78,8 @@ class FakeConnection:
     def drop(self) -> None:
         """Cut the TCP connection without a close handshake."""
         self.closed = True
-        self.ws.socket.close()
+        # close_socket() also wakes websockets' reader thread; closing the raw socket may not
+        self.ws.close_socket()
 
 
 class FakeExchange:
