@@ -60,6 +60,7 @@ class _Child:
     job: StreamJob
     backoff: Backoff
     adapter: BaseAdapter
+    previous: pykka.ActorRef[Any] | None = None  # the last generation, until it is gone
     gen: int = 0
     ref: pykka.ActorRef[Any] | None = None
     state: str = "starting"
@@ -162,6 +163,12 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- streams --------------------------------------------------------------------
     def _start_stream(self, child: _Child) -> None:
+        if child.previous is not None and child.previous.is_alive():
+            # never two generations on one adapter; a hung one gets a fresh adapter instead
+            if time.monotonic() - child.start_at < self.policy.stop_timeout:
+                return
+            child.adapter = make_adapter(child.job, child.key[1])
+        child.previous = None
         if self.storage is None or not self._may_connect(child.key[0]):
             child.state, child.start_at = "backoff", time.monotonic() + 0.2
             return
@@ -230,7 +237,7 @@ class ManagerActor(pykka.ThreadingActor):
             if cause in ("disconnect", "stale", "seq_gap", "checksum", "resync")
             else "disconnect"
         )
-        child.ref = None
+        child.previous, child.ref = child.ref, None
         child.restarts += 1
         child.consecutive_errors += 1
         child.last_error, child.last_exit_cause = error, cause
@@ -278,7 +285,7 @@ class ManagerActor(pykka.ThreadingActor):
         for child in self.children.values():  # rest-for-one: streams hold the dead storage ref
             if child.ref is not None and child.state in ("starting", "running"):
                 child.ref.stop(block=False)
-                child.ref = None
+                child.previous, child.ref = child.ref, None
                 child.pending_gap = (
                     child.stats.last_frame_ns or time.time_ns(),
                     "disconnect",
