@@ -11,5 +11,6 @@ Example::
 from dccd_actors.testing._market import Market, MarketTrade
 from dccd_actors.testing._server import FakeConnection, FakeExchange
 from dccd_actors.testing.binance import FakeBinance
+from dccd_actors.testing.bitmex import FakeBitmex
 
-__all__ = ["FakeBinance", "FakeConnection", "FakeExchange", "Market", "MarketTrade"]
+__all__ = ["FakeBinance", "FakeBitmex", "FakeConnection", "FakeExchange", "Market", "MarketTrade"]
