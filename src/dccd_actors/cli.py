@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="record from the bundled fake exchange for a few seconds")
     demo.add_argument("--seconds", type=float, default=20.0, help="how long to record (default 20)")
     demo.add_argument("--path", default=None, help="data folder (default: a new temporary folder)")
-    demo.add_argument("--exchanges", default="binance", help="'binance' (default) or 'all'")
+    demo.add_argument(
+        "--exchanges", default="binance", help="binance (default), a comma list of venues, or all"
+    )
     demo.set_defaults(func=_demo)
 
     start = sub.add_parser("start", help="collect as configured until SIGINT/SIGTERM")
@@ -185,25 +189,57 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from dccd_actors.testing import FakeBinance
+#: venue → (fake module, fake class, pairs it records in the demo)
+_DEMO_VENUES: dict[str, tuple[str, str, list[str]]] = {
+    "binance": ("dccd_actors.testing.binance", "FakeBinance", ["BTC/USDT", "ETH/USDT"]),
+    "bybit": ("dccd_actors.testing.bybit", "FakeBybit", ["BTC/USDT"]),
+    "kraken": ("dccd_actors.testing.kraken", "FakeKraken", ["BTC/USD"]),
+    "okx": ("dccd_actors.testing.okx", "FakeOkx", ["BTC/USDT"]),
+    "bitfinex": ("dccd_actors.testing.bitfinex", "FakeBitfinex", ["BTC/USD"]),
+    "bitmex": ("dccd_actors.testing.bitmex", "FakeBitmex", ["BTC/USD"]),
+}
 
+
+def _demo_fakes(choice: str) -> list[Any]:
+    names = list(_DEMO_VENUES) if choice == "all" else choice.split(",")
+    unknown = [n for n in names if n not in _DEMO_VENUES]
+    if unknown:
+        allowed = ", ".join(["all", *_DEMO_VENUES])
+        raise ConfigError(f"--exchanges={choice!r} is invalid: expected a comma list of {allowed}")
+    fakes = []
+    for name in names:
+        module, cls, pairs = _DEMO_VENUES[name]
+        try:
+            fake_class = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            print(f"  (no fake for {name} in this build; skipped)")
+            continue
+        fakes.append(fake_class(pairs, seed=42, interval=0.05))
+    return fakes
+
+
+def _demo(args: argparse.Namespace) -> int:
     path = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="dccd-demo-"))
-    pairs = ["BTC/USDT", "ETH/USDT"]
-    if args.exchanges not in ("binance", "all"):
-        raise ConfigError(f"--exchanges={args.exchanges!r} is invalid: expected 'binance' or 'all'")
-    fakes = [FakeBinance(pairs, seed=42, interval=0.05)]
+    fakes = _demo_fakes(args.exchanges)
     for fake in fakes:
         fake.start()
     try:
         jobs = [
             StreamJob(
-                f.exchange, pairs, ["trades", "book"], time_step=1, url=f.url, rest_url=f.rest_url
+                fake.exchange,
+                fake.pairs,
+                ["trades", "book"],
+                time_step=1,
+                url=fake.url,
+                rest_url=fake.rest_url,
             )
-            for f in fakes
+            for fake in fakes
         ]
         cfg = CollectorConfig(storage=StorageConfig(local_path=path), stream_jobs=jobs)
-        print(f"recording {args.seconds:.0f} s from the bundled fake exchange(s) into {path}")
+        venues = ", ".join(f.exchange for f in fakes)
+        print(
+            f"recording {args.seconds:.0f} s from the bundled fake exchange(s) ({venues}) into {path}"
+        )
         with Collector(cfg) as collector:
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline:
