@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from dccd_actors import CollectorConfig, RestartPolicy, StorageConfig, StreamJob
-from dccd_actors.records import FLAG_SNAPSHOT
+from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 
 FAST_POLICY = RestartPolicy(
     min_backoff=0.05,
@@ -52,13 +52,13 @@ def rebuild_book(deltas: np.ndarray) -> tuple[dict[float, float], dict[float, fl
     """Replay stored deltas from the last SNAPSHOT run: ``({bid: size}, {ask: size})``."""
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
-    in_snapshot = False
+    in_snapshot = False  # inside a snapshot run that has not reached its LAST row
     for row in deltas:
         snap = bool(row["flags"] & FLAG_SNAPSHOT)
         if snap and not in_snapshot:
             bids.clear()
             asks.clear()
-        in_snapshot = snap
+        in_snapshot = snap and not row["flags"] & FLAG_LAST
         side, price, size = int(row["side"]), float(row["price"]), float(row["size"])
         if side == 0:
             continue

@@ -12,5 +12,16 @@ from dccd_actors.testing._market import Market, MarketTrade
 from dccd_actors.testing._server import FakeConnection, FakeExchange
 from dccd_actors.testing.binance import FakeBinance
 from dccd_actors.testing.bitmex import FakeBitmex
+from dccd_actors.testing.bybit import FakeBybit
+from dccd_actors.testing.okx import FakeOkx
 
-__all__ = ["FakeBinance", "FakeBitmex", "FakeConnection", "FakeExchange", "Market", "MarketTrade"]
+__all__ = [
+    "FakeBinance",
+    "FakeBitmex",
+    "FakeBybit",
+    "FakeConnection",
+    "FakeExchange",
+    "FakeOkx",
+    "Market",
+    "MarketTrade",
+]

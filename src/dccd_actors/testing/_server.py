@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
@@ -140,7 +140,7 @@ class FakeExchange:
         """REST base to use as ``StreamJob.rest_url``."""
         return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeExchange:
+    def start(self) -> Self:
         """Start serving in background threads; returns self."""
         self._server = serve(
             self._serve_connection,
@@ -173,7 +173,7 @@ class FakeExchange:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> FakeExchange:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
