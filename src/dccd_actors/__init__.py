@@ -40,9 +40,12 @@ from dccd_actors.errors import (  # noqa: E402
     StorageError,
 )
 from dccd_actors.reprocess import reprocess  # noqa: E402
+from dccd_actors.storage.frames import Records, to_pandas  # noqa: E402
+from dccd_actors.storage.rebuild import Book  # noqa: E402
 
 __all__ = [
     "AlertConfig",
+    "Book",
     "BookOutOfSync",
     "Collector",
     "CollectorConfig",
@@ -53,6 +56,7 @@ __all__ = [
     "GapError",
     "ParseError",
     "ProtocolError",
+    "Records",
     "RemoteConfig",
     "RestartPolicy",
     "StorageConfig",
@@ -62,4 +66,5 @@ __all__ = [
     "load_config",
     "open_store",
     "reprocess",
+    "to_pandas",
 ]

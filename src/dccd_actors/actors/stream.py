@@ -121,6 +121,7 @@ class StreamActor(pykka.ThreadingActor):
         self._gaps: list[tuple[int, int, str, str]] = []
         self._fetch_id = 0
         self._held = 0
+        self._last_ts_recv = 0
         self._fetch_attempts = 0
         self._exited = False
         self._connected_ns = 0
@@ -213,8 +214,9 @@ class StreamActor(pykka.ThreadingActor):
                     if too_large:
                         self.counters.count_malformed("too_large", reason)
                     self._exit("disconnect", reason)
-            case SnapshotFetched(body=body, ts_recv=ts_recv, fetch_id=fetch_id):
+            case SnapshotFetched(body=body, ts_recv=fetched_ns, fetch_id=fetch_id):
                 if fetch_id == self._fetch_id:
+                    ts_recv = self._monotonic(fetched_ns)
                     if self._journal is not None:
                         self._journal.rest(ts_recv, body)
                     self._guarded(
@@ -231,7 +233,7 @@ class StreamActor(pykka.ThreadingActor):
     def _on_frames(self, message: FramesReceived) -> None:
         if message.reader_id != self.gen or self._exited:
             return
-        ts_recv = message.ts_recv
+        ts_recv = self._monotonic(message.ts_recv)
         counters = self.counters
         counters.frames += len(message.frames)
         counters.last_frame_ns = ts_recv
@@ -249,6 +251,12 @@ class StreamActor(pykka.ThreadingActor):
         self._release(len(message.frames))
         if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
             self._flush()
+
+    def _monotonic(self, ts_recv: int) -> int:
+        """Receive times never go backwards within a stream (readers bisect on them): the
+        REST fetch thread and the socket reader stamp independently and their tells can race."""
+        self._last_ts_recv = max(self._last_ts_recv, ts_recv)
+        return self._last_ts_recv
 
     def _release(self, frames: int) -> None:
         """Let the reader go on, unless storage is far behind: then hold it (TCP backpressure)."""
