@@ -105,7 +105,8 @@ class Collector:
             summary: dict[str, str] = {}
             try:
                 self._final_status = _ask(manager, "status")
-                summary = _ask(manager, StopChildren(timeout), timeout * 3 + 30)
+                wait = timeout + self.config.policy.seal_timeout + 30
+                summary = _ask(manager, StopChildren(timeout), wait)
                 self._final_status = _ask(manager, "status")
             except (pykka.ActorDeadError, pykka.Timeout) as exc:
                 logger.error("collector stop incomplete: %r", exc)

@@ -217,6 +217,7 @@ class RestartPolicy:
     stop_timeout: float = 5.0
     storage_max_restarts: int = 3
     storage_window: float = 60.0
+    seal_timeout: float = 300.0  # sealing a big daily segment on stop can take a while
     max_frame_bytes: int = 8 * 1024 * 1024
     connects_per_second: int = 5
     backlog_warning: int = 1000
@@ -332,6 +333,9 @@ def config_from_dict(raw: Mapping[str, Any]) -> CollectorConfig:
         **{k: v for k, v in alerts_raw.items() if k in {f.name for f in fields(AlertConfig)}}
     )
     policy_raw = raw.get("policy") or {}
+    if not isinstance(policy_raw, Mapping):
+        raise _fail("policy", policy_raw, "expected a mapping")
+    _warn_unknown("policy", policy_raw, {f.name for f in fields(RestartPolicy)})
     policy = RestartPolicy(
         **{k: v for k, v in policy_raw.items() if k in {f.name for f in fields(RestartPolicy)}}
     )

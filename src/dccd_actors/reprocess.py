@@ -143,6 +143,9 @@ def _replay_entry(
             if top is not None:
                 rows["book_snapshots"].append(snapshot_row(top, ts, depth))
             return
+        elif "checkpoint" in entry:
+            rows["book_deltas"].extend(adapter.checkpoint_rows(ts))
+            return
         elif "gap" in entry:
             start, end, cause, detail = entry["gap"]
             rows["gaps"].append((int(start), int(end), str(cause), str(detail)))

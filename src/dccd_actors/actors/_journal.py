@@ -37,6 +37,9 @@ class Journal:
     def sample(self, ts_recv: int) -> None:
         self.entries.append((ts_recv, "sample", True))
 
+    def checkpoint(self, ts_recv: int) -> None:
+        self.entries.append((ts_recv, "checkpoint", True))
+
     def gap(self, row: tuple[int, int, str, str]) -> None:
         self.entries.append((row[0], "gap", list(row)))
 

@@ -186,6 +186,7 @@ class ManagerActor(pykka.ThreadingActor):
             flush_interval=self.config.storage.flush_interval,
             pending_gap=child.pending_gap,
             raw=self.config.storage.raw,
+            rotation=self.config.storage.rotation,
             adapter=child.adapter,
         )
         child.pending_gap = None
@@ -402,7 +403,7 @@ class ManagerActor(pykka.ThreadingActor):
         for key, future in futures.items():
             summary[f"{key[0]} {key[1]}"] = self.children[key].state = _wait(future, deadline)
         if self.storage is not None:
-            storage_deadline = max(deadline, time.monotonic() + 0.5) + timeout
+            storage_deadline = max(deadline, time.monotonic()) + self.policy.seal_timeout
             summary["storage"] = _wait(self.storage.stop(block=False), storage_deadline)
             self.storage = None
         if self.state != "failed":

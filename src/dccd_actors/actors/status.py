@@ -13,8 +13,10 @@ __all__ = ["CollectorStatus", "StreamStatus"]
 class StreamStatus:
     """One stream's state; also readable as a mapping (``row["state"]``).
 
-    ``state`` is one of ``starting``, ``running``, ``backoff``, ``parked``,
-    ``stopping``, ``stopped``, ``stop_timeout``, ``failed``.
+    ``state`` is one of ``starting`` (connecting), ``running``, ``backoff`` (waiting to
+    restart), ``parked`` (too many restarts; retried every ``park_interval``), ``stopped`` and
+    ``stop_timeout`` (did not stop within its deadline). The collector's own state
+    (``running``, ``stopped``, ``failed``) is on the list that ``status()`` returns.
     """
 
     exchange: str

@@ -52,6 +52,7 @@ from dccd_actors.exchanges._base import (
 )
 from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.segment import SegmentInfo
+from dccd_actors.storage.writer import period_end_ns
 
 __all__ = ["PendingGap", "StreamActor", "make_adapter"]
 
@@ -88,6 +89,7 @@ class StreamActor(pykka.ThreadingActor):
         pending_gap: PendingGap | None = None,
         tick_interval: float = 0.1,
         raw: bool = False,
+        rotation: str = "daily",
         adapter: BaseAdapter | None = None,
     ) -> None:
         super().__init__()
@@ -121,6 +123,8 @@ class StreamActor(pykka.ThreadingActor):
         self._gaps: list[tuple[int, int, str, str]] = []
         self._fetch_id = 0
         self._held = 0
+        self._rotation = rotation
+        self._next_rotation_ns = period_end_ns(time.time_ns(), rotation)
         self._last_ts_recv = 0
         self._fetch_attempts = 0
         self._exited = False
@@ -346,6 +350,8 @@ class StreamActor(pykka.ThreadingActor):
             self._exit("disconnect", "connection not established within stale_timeout")
         if self._exited:
             return
+        if now >= self._next_rotation_ns:
+            self._checkpoint(now)
         if "book" in self.job.channels and now >= self._next_snapshot_ns:
             self._sample_book(now)
             self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
@@ -367,6 +373,15 @@ class StreamActor(pykka.ThreadingActor):
                 self._conn.ping()
             except ConnectionLost as exc:
                 self._exit("disconnect", str(exc))
+
+    def _checkpoint(self, now: int) -> None:
+        """At a rotation boundary: flush the old rows, then start the new segment with the book."""
+        self._next_rotation_ns = period_end_ns(now, self._rotation)
+        self._flush()
+        if self._journal is not None:
+            self._journal.checkpoint(now)
+        self._deltas.extend(self.adapter.checkpoint_rows(now))
+        self._flush()
 
     def _sample_book(self, now: int) -> None:
         if self._journal is not None:

@@ -234,6 +234,13 @@ class BaseAdapter:
         bids, asks = self.book.top(depth)
         return BookTop(self._book_ts_event, self._book_ts_recv, self._book_seq, bids, asks)
 
+    def checkpoint_rows(self, ts_recv: int) -> list[DeltaRow]:
+        """The trusted book as a SNAPSHOT run (empty while untrusted), so a new segment can be
+        rebuilt on its own."""
+        if not self.book_live:
+            return []
+        return self.book.snapshot_rows(self._book_ts_event, ts_recv, self._book_seq)
+
     # -- helpers for subclasses -----------------------------------------------------
     def _mark_book(self, ts_event: int, ts_recv: int, seq: int) -> None:
         self._book_ts_event, self._book_ts_recv, self._book_seq = ts_event, ts_recv, seq

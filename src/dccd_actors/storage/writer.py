@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,25 @@ logger = logging.getLogger("dccd_actors.storage")
 StreamKey = tuple[str, str]
 
 
+_ROTATION_GRACE_NS = 3_000_000_000
+_HOUR_NS = 3_600_000_000_000
+_DAY_NS = 24 * _HOUR_NS
+
+
 def period_end_ns(start_ns: int, rotation: str) -> int:
-    """The next rotation boundary (00:00 UTC or the next hour) after ``start_ns``."""
-    start = datetime.fromtimestamp(start_ns / 1e9, UTC)
-    if rotation == "hourly":
-        boundary = start.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    else:
-        boundary = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return int(boundary.timestamp()) * 1_000_000_000
+    """The next rotation boundary (00:00 UTC or the next hour) after ``start_ns``; exact integers,
+    since UTC days and hours are whole multiples from the epoch."""
+    period = _HOUR_NS if rotation == "hourly" else _DAY_NS
+    return (start_ns // period + 1) * period
+
+
+def _earliest_ts_recv(datasets: dict[str, Any]) -> int:
+    firsts = [
+        int(a["ts_recv"][0])
+        for n, a in datasets.items()
+        if a is not None and len(a) and n != "gaps"
+    ]
+    return min(firsts) if firsts else 0
 
 
 class SegmentWriter:
@@ -85,8 +95,12 @@ class SegmentWriter:
         datasets: dict[str, Any],
         journal: str | None = None,
     ) -> int:
-        """Append one stream's batch (None entries skipped), flush, return rows written."""
-        now = time.time_ns()
+        """Append one stream's batch (None entries skipped), flush, return rows written.
+
+        The batch goes to the segment of its earliest ``ts_recv``, so rows received before a
+        rotation boundary stay in the old segment even when they arrive just after it.
+        """
+        now = _earliest_ts_recv(datasets) or time.time_ns()
         segment = self._segment(key, info, now)
         rows = 0
         for name, arr in datasets.items():
@@ -101,8 +115,8 @@ class SegmentWriter:
         return rows
 
     def rotate_due(self, now_ns: int | None = None) -> list[Path]:
-        """Seal segments whose period has ended."""
-        now = now_ns or time.time_ns()
+        """Seal segments whose period ended more than a grace period ago (late batches)."""
+        now = (now_ns or time.time_ns()) - _ROTATION_GRACE_NS
         due = [
             k for k, s in self.segments.items() if now >= period_end_ns(s.start_ns, self.rotation)
         ]
@@ -156,8 +170,8 @@ class SegmentWriter:
                 last = int(f.attrs.get("last_ts_recv", -1))
         except OSError:
             return
-        if reason in ("stop", "crash") and last > 0:
-            cause = "stop" if reason == "stop" else "crash"
+        if reason and last > 0:  # the previous run ended after its last segment (stop or crash)
+            cause = "crash" if reason == "crash" else "stop"
             segment.append(
                 "gaps",
                 gaps_array(
