@@ -21,6 +21,7 @@ from dccd_actors.actors.manager import AddStream, ManagerActor, StopChildren
 from dccd_actors.actors.status import CollectorStatus
 from dccd_actors.actors.storage import SealAll
 from dccd_actors.actors.stream import make_adapter
+from dccd_actors.actors.sync import request_sync
 from dccd_actors.config import CollectorConfig, StreamJob
 from dccd_actors.errors import CollectorFailed, ConfigError, StorageError
 from dccd_actors.storage.layout import META_DIR
@@ -181,9 +182,27 @@ class Collector:
         return sealed
 
     def sync_now(self, timeout: float = 600.0) -> dict[str, Any]:
-        """Seal live segments, then push sealed ones to every remote; a per-remote summary."""
+        """Seal live segments (collection goes on in new ones), push every sealed file not yet
+        verified to each remote, and return ``{"sealed": [...], "remotes": {remote: summary}}``.
+
+        Example::
+
+            >>> c.sync_now()["remotes"]["/mnt/backup"]["ok"]   # doctest: +SKIP
+            True
+        """
         sealed = self.seal_now()
-        return {"sealed": [str(p) for p in sealed], "remotes": {}}
+        if self._manager is None:
+            return {"sealed": [], "remotes": {}}
+        sync = _ask(self._manager, "sync_ref")
+        remotes = request_sync(sync, timeout) if sync is not None else {}
+        return {"sealed": [str(p) for p in sealed], "remotes": remotes}
+
+    def sync_status(self) -> dict[str, Any]:
+        """Per remote: state, last success, last error, files pending, sync lag."""
+        if self._manager is None:
+            return {}
+        sync = _ask(self._manager, "sync_ref")
+        return {} if sync is None else dict(_ask(sync, "stats"))
 
     def watch(self, seconds: float = 10.0, interval: float = 1.0) -> CollectorStatus:
         """Show live progress for ``seconds``: an updating table in Jupyter, lines elsewhere.

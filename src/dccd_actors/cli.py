@@ -90,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.set_defaults(func=_add)
 
+    sync = sub.add_parser("sync", help="push sealed segments to the configured remotes now")
+    sync.add_argument("--config", required=True)
+    sync.set_defaults(func=_sync)
+
     status = sub.add_parser("status", help="summarise a data folder (running or stopped collector)")
     status.add_argument("--path", required=True)
     status.set_defaults(func=_status)
@@ -141,6 +145,24 @@ def _add(args: argparse.Namespace) -> int:
     os.replace(tmp, path)
     print(f"added {new_job.exchange} {new_job.pairs[0]} [{', '.join(new_job.channels)}] to {path}")
     return EXIT_OK
+
+
+def _sync(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if not cfg.storage.remotes:
+        raise ConfigError(f"storage.remotes in {args.config} is empty: nothing to push to")
+    idle = CollectorConfig(storage=cfg.storage, stream_jobs=[], policy=cfg.policy)
+    with Collector(idle) as collector:
+        result = collector.sync_now()
+    failed = 0
+    for remote, summary in result["remotes"].items():
+        ok = summary.get("ok")
+        failed += not ok
+        detail = f"{summary.get('files', 0)} files, {summary.get('bytes', 0)} bytes"
+        print(
+            f"{remote}: {'ok' if ok else 'FAILED'} ({detail}){'' if ok else ': ' + str(summary.get('error'))}"
+        )
+    return EXIT_OK if not failed else EXIT_RUNTIME
 
 
 def _start(args: argparse.Namespace) -> int:

@@ -35,6 +35,7 @@ from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import CollectorStatus, StreamStatus
 from dccd_actors.actors.storage import StorageActor, _inbox_size
 from dccd_actors.actors.stream import PendingGap, StreamActor, make_adapter
+from dccd_actors.actors.sync import SyncActor
 from dccd_actors.config import CollectorConfig, StreamJob
 from dccd_actors.exchanges._base import BaseAdapter
 from dccd_actors.storage.layout import META_DIR
@@ -97,6 +98,10 @@ class ManagerActor(pykka.ThreadingActor):
         self.storage_gen = 0
         self.storage_failures: deque[float] = deque()
         self.storage_start_at: float | None = None
+        self.sync: pykka.ActorRef[Any] | None = None
+        self.sync_gen = 0
+        self.sync_start_at: float | None = None
+        self.sync_backoff = Backoff(self.policy, self.rng)
         self.state = "running"
         self.error = ""
         self.stopping = False
@@ -112,6 +117,7 @@ class ManagerActor(pykka.ThreadingActor):
     # -- lifecycle ------------------------------------------------------------------
     def on_start(self) -> None:
         self._start_storage()
+        self._start_sync()
         for job in self.config.stream_jobs:
             self._add(job)
         start_ticker(self.actor_ref, self._tick_interval, self._stop_ticker, "manager:ticker")
@@ -140,6 +146,8 @@ class ManagerActor(pykka.ThreadingActor):
                 return self._status()
             case "storage_ref":
                 return self.storage
+            case "sync_ref":
+                return self.sync
             case AddStream(job=job):
                 return self._add(job)
             case StopChildren(timeout=timeout):
@@ -218,6 +226,9 @@ class ManagerActor(pykka.ThreadingActor):
     def _on_exit(self, exited: ChildExited) -> None:
         if exited.key == "storage":
             self._on_storage_exit(exited)
+            return
+        if exited.key == "sync":
+            self._on_sync_exit(exited)
             return
         child = self.children.get(exited.key)  # type: ignore[arg-type]
         if (
@@ -304,6 +315,22 @@ class ManagerActor(pykka.ThreadingActor):
             return
         self.storage_start_at = now + min(self.policy.min_backoff / 2, 10.0)
 
+    # -- sync -----------------------------------------------------------------------
+    def _start_sync(self) -> None:
+        self.sync_gen += 1
+        self.sync = SyncActor.start(
+            manager=self.actor_ref, config=self.config.storage, gen=self.sync_gen
+        )
+        self.sync_start_at = None
+
+    def _on_sync_exit(self, exited: ChildExited) -> None:
+        """One-for-one: sync failing never touches collection; it restarts with backoff."""
+        if exited.gen != self.sync_gen or self.stopping or exited.cause == "stopped":
+            return
+        logger.error("sync failed: %s", exited.error)  # already redacted by the sync actor
+        self.sync = None
+        self.sync_start_at = time.monotonic() + self.sync_backoff.next_delay(time.monotonic())
+
     # -- ticks ----------------------------------------------------------------------
     def _on_tick(self) -> None:
         if self.stopping or self.state == "failed":
@@ -319,6 +346,10 @@ class ManagerActor(pykka.ThreadingActor):
             self._on_storage_exit(
                 ChildExited("storage", self.storage_gen, "failed", "storage died")
             )
+        if self.sync is None and self.sync_start_at is not None and now >= self.sync_start_at:
+            self._start_sync()
+        elif self.sync is not None and not self.sync.is_alive():
+            self._on_sync_exit(ChildExited("sync", self.sync_gen, "failed", "sync actor died"))
         for child in self.children.values():
             self._check_child(child, now)
         if now >= self._next_health:
@@ -391,6 +422,10 @@ class ManagerActor(pykka.ThreadingActor):
     def _stop_children(self, timeout: float) -> dict[str, str]:
         """Stop streams in parallel under one deadline, then storage; return the outcome."""
         self.stopping = True
+        summary: dict[str, str] = {}
+        if self.sync is not None:  # first: a running push gets its grace period, then is ended
+            summary["sync"] = _wait(self.sync.stop(block=False), time.monotonic() + 6.0)
+            self.sync = None
         deadline = time.monotonic() + timeout
         futures = {}
         for child in self.children.values():
@@ -399,7 +434,6 @@ class ManagerActor(pykka.ThreadingActor):
                 futures[child.key] = child.ref.stop(block=False)
             elif child.state != "stop_timeout":
                 child.state = "stopped"
-        summary: dict[str, str] = {}
         for key, future in futures.items():
             summary[f"{key[0]} {key[1]}"] = self.children[key].state = _wait(future, deadline)
         if self.storage is not None:
