@@ -147,6 +147,7 @@ def test_status_answers_fast_while_a_venue_hangs_and_stop_meets_its_deadline(
             "binance BTC/USDT": "stopped",
             "binance ETH/USDT": "stopped",
             "storage": "stopped",
+            "sync": "stopped",
         }
         assert elapsed < 1.0
 

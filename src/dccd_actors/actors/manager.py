@@ -240,9 +240,18 @@ class ManagerActor(pykka.ThreadingActor):
             return
         if exited.stats is not None:
             child.stats = exited.stats
-        self._schedule_restart(child, exited.cause, exited.error, exited.last_frame_ns)
+        self._schedule_restart(
+            child, exited.cause, exited.error, exited.last_frame_ns, exited.open_gap
+        )
 
-    def _schedule_restart(self, child: _Child, cause: str, error: str, last_frame_ns: int) -> None:
+    def _schedule_restart(
+        self,
+        child: _Child,
+        cause: str,
+        error: str,
+        last_frame_ns: int,
+        open_gap: PendingGap | None = None,
+    ) -> None:
         now = time.monotonic()
         cause = (
             cause
@@ -255,7 +264,7 @@ class ManagerActor(pykka.ThreadingActor):
         child.last_error, child.last_exit_cause = error, cause
         start = last_frame_ns or child.stats.last_frame_ns or time.time_ns()
         if child.pending_gap is None:
-            child.pending_gap = (start, cause, error[:150])
+            child.pending_gap = open_gap or (start, cause, error[:150])
         delay = child.backoff.next_delay(now)
         if child.backoff.exceeded(now):
             child.state, child.start_at = "parked", now + self.policy.park_interval

@@ -126,6 +126,7 @@ class ChildExited:
     error: str
     last_frame_ns: int = 0
     stats: StreamStats | None = None  # a stream's final counters
+    open_gap: tuple[int, str, str] | None = None  # (start_ns, cause, detail) not yet closed
 
 
 @dataclass(frozen=True, slots=True)

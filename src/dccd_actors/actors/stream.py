@@ -167,8 +167,9 @@ class StreamActor(pykka.ThreadingActor):
         self._report("stopped", "")
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        handover, self._open_gap = self._open_gap, None
         self._close()
-        self._report("disconnect", f"stream actor crashed: {exception_value!r}")
+        self._report("disconnect", f"stream actor crashed: {exception_value!r}", handover)
 
     def _close(self) -> None:
         self._stop_threads.set()
@@ -180,12 +181,13 @@ class StreamActor(pykka.ThreadingActor):
             self._open_gap = None
         self._flush()
 
-    def _report(self, cause: str, error: str) -> None:
+    def _report(self, cause: str, error: str, open_gap: PendingGap | None = None) -> None:
         if self._exited:
             return
         self._exited = True
+        stats = self.counters.snapshot()
         message = ChildExited(
-            self.key, self.gen, cause, error, self.counters.last_frame_ns, self.counters.snapshot()
+            self.key, self.gen, cause, error, self.counters.last_frame_ns, stats, open_gap
         )
         with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(message)
@@ -193,8 +195,11 @@ class StreamActor(pykka.ThreadingActor):
     def _exit(self, cause: str, detail: str) -> None:
         """End this generation; the manager restarts it with backoff."""
         logger.warning("%s %s: %s", self.key, cause, detail)
+        # an interval already open (a resync that led here) continues into the next generation,
+        # so one outage stays one gap row
+        handover, self._open_gap = self._open_gap, None
         self._close()
-        self._report(cause, detail)
+        self._report(cause, detail, handover)
         self.stop()
 
     # -- messages -----------------------------------------------------------------

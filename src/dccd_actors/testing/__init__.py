@@ -11,16 +11,20 @@ Example::
 from dccd_actors.testing._market import Market, MarketTrade
 from dccd_actors.testing._server import FakeConnection, FakeExchange
 from dccd_actors.testing.binance import FakeBinance
+from dccd_actors.testing.bitfinex import FakeBitfinex
 from dccd_actors.testing.bitmex import FakeBitmex
 from dccd_actors.testing.bybit import FakeBybit
+from dccd_actors.testing.kraken import FakeKraken
 from dccd_actors.testing.okx import FakeOkx
 
 __all__ = [
     "FakeBinance",
+    "FakeBitfinex",
     "FakeBitmex",
     "FakeBybit",
     "FakeConnection",
     "FakeExchange",
+    "FakeKraken",
     "FakeOkx",
     "Market",
     "MarketTrade",
