@@ -28,7 +28,6 @@ import json
 import math
 import re
 import zlib
-from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, ClassVar, Final
@@ -47,6 +46,7 @@ from dccd_actors.exchanges._base import (
     VenueError,
     iso_to_ns,
 )
+from dccd_actors.exchanges._dedupe import SeenTradeIds
 from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.records import FLAG_LAST
 
@@ -119,40 +119,6 @@ def book_checksum(book: OrderBook) -> int:
     return checksum_of(asks, bids)
 
 
-class _SeenIds:
-    """Trade ids already seen, so that replayed trades are stored once.
-
-    The first snapshot is only remembered (see the module docstring); ids only
-    grow, so every id up to its newest counts as seen.
-    """
-
-    def __init__(self, keep: int = SEEN_TRADE_IDS) -> None:
-        self._keep = keep
-        self._ids: set[int] = set()
-        self._order: deque[int] = deque()
-        self._floor = -1  # ids at or below it count as seen
-        self._baselined = False
-
-    def fresh(self, rows: list[TradeRow], *, snapshot: bool) -> list[TradeRow]:
-        """The rows to store, in order, each id at most once."""
-        if snapshot and not self._baselined:
-            self._baselined = True
-            self._floor = max([self._floor, *(row[2] for row in rows)])
-            return []
-        return [row for row in rows if self._add(row[2])]
-
-    def _add(self, trade_id: int) -> bool:
-        if trade_id <= self._floor or trade_id in self._ids:
-            return False
-        self._ids.add(trade_id)
-        self._order.append(trade_id)
-        if len(self._order) > self._keep:
-            old = self._order.popleft()
-            self._ids.discard(old)
-            self._floor = max(self._floor, old)
-        return True
-
-
 class KrakenAdapter(BaseAdapter):
     """Sans-IO Kraken spot v2 adapter for one pair (book depth 10, CRC32 checked).
 
@@ -176,7 +142,7 @@ class KrakenAdapter(BaseAdapter):
         self.symbol = f"{base}/{quote}"
         self.depth = BOOK_DEPTH
         self._req_id = 0
-        self._seen = _SeenIds()
+        self._seen = SeenTradeIds(SEEN_TRADE_IDS)
         self._quiet_since_ns = 0
         self._last_ping_ns = 0
 
