@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websocket import (
-    WebSocket,
-    WebSocketConnectionClosedException,
-    WebSocketTimeoutException,
-    create_connection,
-)
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.errors import ParseError
@@ -31,7 +25,6 @@ from dccd_actors.exchanges._base import (
     Event,
     Reconnect,
     Send,
-    TradeRow,
     Trades,
     VenueError,
 )
@@ -45,84 +38,16 @@ from dccd_actors.exchanges.bitfinex import (
 )
 from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
-from dccd_actors.testing._server import FakeExchange
 from dccd_actors.testing.bitfinex import FakeBitfinex, bitfinex_checksum, js_number, level_token
+from tests.adapter_client import Client, settle
 from tests.helpers import config, rebuild_book, wait_until
 
-E = TypeVar("E")
 PAIR = "BTC/USD"
 ALL_FLAGS = SEQ_ALL | OB_CHECKSUM | TIMESTAMP
 NOW_MS = 1_700_000_000_000
 
 
 # -- helpers ------------------------------------------------------------------------
-class Client:
-    """Runs one adapter over a real socket: sends what it asks for, keeps what it emits."""
-
-    def __init__(self, adapter: BitfinexAdapter) -> None:
-        self.adapter = adapter
-        self.events: list[Event] = []
-        self.frames: list[str] = []
-        self.ws: WebSocket | None = None
-
-    def connect(self) -> None:
-        self.ws = create_connection(self.adapter.url(), timeout=5)
-        self.ws.settimeout(0.05)
-        self._act(self.adapter.on_open())
-
-    def _act(self, events: list[Event]) -> None:
-        for event in events:
-            self.events.append(event)
-            if isinstance(event, Send) and self.ws is not None:
-                self.ws.send(event.text)
-
-    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Feed frames to the adapter until ``until()`` holds, the socket ends or time runs out."""
-        assert self.ws is not None
-        deadline = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > deadline:
-                return False
-            try:
-                text = self.ws.recv()
-            except WebSocketTimeoutException:
-                continue
-            except (WebSocketConnectionClosedException, OSError):
-                return until()
-            assert isinstance(text, str), "every Bitfinex frame is text"
-            self.frames.append(text)
-            self._act(self.adapter.receive(text, time.time_ns()))
-        return True
-
-    def drain(self, quiet: float = 0.3) -> None:
-        """Read until no frame came for ``quiet`` seconds."""
-        seen = [len(self.frames), time.monotonic()]
-
-        def settled() -> bool:
-            if len(self.frames) != seen[0]:
-                seen[:] = [len(self.frames), time.monotonic()]
-            return time.monotonic() - seen[1] > quiet
-
-        assert self.pump(settled, timeout=5)
-
-    def of(self, kind: type[E]) -> list[E]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def trades(self) -> list[TradeRow]:
-        return [row for e in self.of(Trades) for row in e.rows]
-
-    def close(self) -> None:
-        if self.ws is not None:
-            self.ws.close()
-
-
-def settle(fake: FakeExchange, timeout: float = 3.0) -> None:
-    """Wait for closing handshakes to finish: FakeExchange.stop() drops sockets under them."""
-    deadline = time.monotonic() + timeout
-    while any(not c.closed for c in fake.connections) and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeBitfinex]:
     with FakeBitfinex([PAIR, "ETH/USDT"], seed=5, interval=0.01) as running:

@@ -6,21 +6,15 @@ import json
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websocket import (
-    WebSocket,
-    WebSocketConnectionClosedException,
-    WebSocketTimeoutException,
-    create_connection,
-)
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.errors import ParseError
@@ -32,95 +26,26 @@ from dccd_actors.exchanges._base import (
     BookValid,
     Event,
     Send,
-    TradeRow,
     Trades,
     VenueError,
 )
 from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.exchanges.kraken import KrakenAdapter, book_checksum, checksum_of
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
-from dccd_actors.testing._server import FakeExchange
 from dccd_actors.testing.kraken import FakeKraken, book_frame, kraken_checksum
+from tests.adapter_client import Client, settle
 from tests.helpers import config, rebuild_book, wait_until
 
-E = TypeVar("E")
 PAIR = "BTC/USD"
 
 
 # -- helpers ------------------------------------------------------------------------
-class Client:
-    """Runs one adapter over a real socket: sends what it asks for, keeps what it emits."""
-
-    def __init__(self, adapter: KrakenAdapter) -> None:
-        self.adapter = adapter
-        self.events: list[Event] = []
-        self.frames: list[str] = []
-        self.ws: WebSocket | None = None
-
-    def connect(self) -> None:
-        self.ws = create_connection(self.adapter.url(), timeout=5)
-        self.ws.settimeout(0.05)
-        self._act(self.adapter.on_open())
-
-    def _act(self, events: list[Event]) -> None:
-        for event in events:
-            self.events.append(event)
-            if isinstance(event, Send) and self.ws is not None:
-                self.ws.send(event.text)
-
-    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> bool:
-        """Feed frames to the adapter until ``until()`` holds, the socket ends or time runs out."""
-        assert self.ws is not None
-        deadline = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > deadline:
-                return False
-            try:
-                text = self.ws.recv()
-            except WebSocketTimeoutException:
-                continue
-            except (WebSocketConnectionClosedException, OSError):
-                return until()
-            assert isinstance(text, str), "every Kraken frame is text"
-            self.frames.append(text)
-            self._act(self.adapter.receive(text, time.time_ns()))
-        return True
-
-    def drain(self, quiet: float = 0.3) -> None:
-        """Read until no frame came for ``quiet`` seconds."""
-        seen = [len(self.frames), time.monotonic()]
-
-        def settled() -> bool:
-            if len(self.frames) != seen[0]:
-                seen[:] = [len(self.frames), time.monotonic()]
-            return time.monotonic() - seen[1] > quiet
-
-        assert self.pump(settled, timeout=5)
-
-    def of(self, kind: type[E]) -> list[E]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def trades(self) -> list[TradeRow]:
-        return [row for e in self.of(Trades) for row in e.rows]
-
-    def close(self) -> None:
-        if self.ws is not None:
-            self.ws.close()
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeKraken]:
     with FakeKraken([PAIR, "ETH/USD"], seed=11, interval=0.01) as running:
         assert isinstance(running, FakeKraken)
         yield running
         settle(running)
-
-
-def settle(fake: FakeExchange, timeout: float = 3.0) -> None:
-    """Wait for closing handshakes to finish: FakeExchange.stop() drops sockets under them."""
-    deadline = time.monotonic() + timeout
-    while any(not c.closed for c in fake.connections) and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def rebuild(events: list[Event]) -> OrderBook:
