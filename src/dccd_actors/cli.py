@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
@@ -192,23 +193,61 @@ def _status(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_dir():
         raise ConfigError(f"--path {path} is not a folder")
-    store = open_store(path)
-    streams = store.streams()
+    _print_metrics(path / ".dccd" / "metrics.json")
+    streams = open_store(path).streams()
     if not streams:
         print(f"no recorded streams under {path}")
         return EXIT_OK
     print(
-        f"{'exchange':<10} {'pair':<12} {'segments':>8} {'live':>4} {'trades':>9} {'book rows':>10} {'gaps':>5}"
+        f"\n{'files':<24} {'segments':>8} {'live':>4} {'trades':>10} {'book rows':>10} {'gaps':>5}  last row"
     )
     for info in streams:
-        trades = len(store.trades(info.exchange, info.pair))
-        deltas = len(store.book_deltas(info.exchange, info.pair))
-        gaps = len(store.gaps(info.exchange, info.pair))
+        last = _age(time.time() - info.last_ts_recv / 1e9) if info.last_ts_recv > 0 else "-"
         print(
-            f"{info.exchange:<10} {info.pair:<12} {info.segments:>8} {info.live_segments:>4} "
-            f"{trades:>9} {deltas:>10} {gaps:>5}"
+            f"{info.exchange + ' ' + info.pair:<24} {info.segments:>8} {info.live_segments:>4} "
+            f"{info.trades:>10} {info.book_deltas:>10} {info.gaps:>5}  {last} ago"
         )
     return EXIT_OK
+
+
+def _print_metrics(path: Path) -> None:
+    """The collector's own view (metrics.json), when one ran here."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        print("no metrics.json: no collector has run on this folder yet")
+        return
+    age = time.time() - float(metrics.get("written_at", 0))
+    state = metrics["collector"]["state"]
+    alive = state == "running" and age < 10
+    shown = (
+        state if alive or state != "running" else "not running (no update for " + _age(age) + ")"
+    )
+    error = metrics["collector"].get("error")
+    print(
+        f"collector: {shown}"
+        + (f": {error}" if error else "")
+        + f" (metrics written {_age(age)} ago)"
+    )
+    print(
+        f"{'stream':<24} {'state':<12} {'gen':>3} {'trades':>10} {'book rows':>10} {'gaps':>5} "
+        f"{'resyncs':>7} {'bad':>5} {'p99 ms':>7}  last error"
+    )
+    for row in metrics.get("streams", []):
+        p99 = row.get("latency_p99_ms")
+        print(
+            f"{row['exchange'] + ' ' + row['pair']:<24} {row['state']:<12} {row['gen']:>3} "
+            f"{row['trades']:>10} {row['book_rows']:>10} {row['gaps']:>5} {row['resyncs']:>7} "
+            f"{row['malformed']:>5} {'-' if p99 is None else f'{p99:.1f}':>7}  {row['last_error'][:60]}"
+        )
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 #: venue → (fake module, fake class, pairs it records in the demo)

@@ -126,6 +126,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._stop_ticker.set()
         if not self.stopping:
             self._stop_children(self.policy.stop_timeout)
+        write_metrics(self._metrics_path, self._status())  # with the children's final counters
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         self._stop_ticker.set()
@@ -231,15 +232,12 @@ class ManagerActor(pykka.ThreadingActor):
             self._on_sync_exit(exited)
             return
         child = self.children.get(exited.key)  # type: ignore[arg-type]
-        if (
-            child is None
-            or exited.gen != child.gen
-            or self.stopping
-            or child.state not in ("starting", "running")
-        ):
+        if child is None or exited.gen != child.gen:
             return
-        if exited.stats is not None:
+        if exited.stats is not None:  # final counters, including the rows flushed on stop
             child.stats = exited.stats
+        if self.stopping or child.state not in ("starting", "running"):
+            return
         self._schedule_restart(
             child, exited.cause, exited.error, exited.last_frame_ns, exited.open_gap
         )
