@@ -59,7 +59,7 @@ def _live_trades(path: Path, exchange: str, pair: str, old: set[Path]) -> int:
         return 0
 
 
-def _kill_one_run(
+def kill_one_run(
     fakes: list[tuple[FakeExchange, str]], path: Path, rng: random.Random
 ) -> dict[str, int]:
     """Start a collecting child, let it flush, SIGKILL it at a random moment; return what a
@@ -91,7 +91,7 @@ def test_sigkill_three_times_loses_nothing_flushed_and_each_kill_is_one_crash_ga
 ) -> None:
     rng = random.Random(7)
     with venues() as fakes:
-        runs = [_kill_one_run(fakes, tmp_path, rng) for _ in range(3)]
+        runs = [kill_one_run(fakes, tmp_path, rng) for _ in range(3)]
         jobs = [
             StreamJob(f.exchange, [p], ["trades", "book"], url=f.url, rest_url=f.rest_url)
             for f, p in fakes
