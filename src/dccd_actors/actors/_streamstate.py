@@ -16,7 +16,8 @@ logger = logging.getLogger("dccd_actors.stream")
 
 _LOG_EVERY_NS: Final = 60_000_000_000
 _LATENCY_WINDOW_NS: Final = 60_000_000_000
-_LATENCY_SAMPLES: Final = 2000  # per batch: enough for a p99, bounded memory
+_LATENCY_SAMPLES: Final = 200  # per batch: enough for a p99 over a minute, bounded memory
+_LATENCY_REFRESH_NS: Final = 2_000_000_000
 
 
 class StreamCounters:
@@ -35,6 +36,8 @@ class StreamCounters:
         self._logged_at: dict[str, int] = {}
         self.bytes_written = 0
         self._latency: deque[tuple[int, np.ndarray[Any, Any]]] = deque()
+        self._latency_at = 0
+        self._latency_cache: tuple[float | None, float | None] = (None, None)
 
     def count_malformed(self, kind: str, example: str) -> None:
         self.malformed += 1
@@ -72,12 +75,20 @@ class StreamCounters:
             self._latency.popleft()
 
     def latency_ms(self) -> tuple[float | None, float | None]:
-        """p50 and p99 of ``ts_recv - ts_event`` over the last minute, in ms."""
+        """p50 and p99 of ``ts_recv - ts_event`` over the last minute, in ms (recomputed at
+        most every 2 s: a percentile over a minute of samples is not free)."""
+        now = time.monotonic_ns()
+        fresh = now - self._latency_at < _LATENCY_REFRESH_NS
+        if fresh and (self._latency_cache[0] is not None or not self._latency):
+            return self._latency_cache
+        self._latency_at = now
         if not self._latency:
-            return None, None
-        samples = np.concatenate([lat for _, lat in self._latency]) / 1e6
-        p50, p99 = np.percentile(samples, [50, 99])
-        return float(p50), float(p99)
+            self._latency_cache = (None, None)
+        else:
+            samples = np.concatenate([lat for _, lat in self._latency]) / 1e6
+            p50, p99 = np.percentile(samples, [50, 99])
+            self._latency_cache = (float(p50), float(p99))
+        return self._latency_cache
 
     def snapshot(self) -> StreamStats:
         p50, p99 = self.latency_ms()

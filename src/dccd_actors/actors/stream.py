@@ -61,6 +61,7 @@ logger = logging.getLogger("dccd_actors.stream")
 _PING_INTERVAL_NS: Final = 20_000_000_000
 _MAX_BUFFERED_ROWS: Final = 50_000
 _MAX_INFLIGHT_FRAMES: Final = 20_000
+_HEARTBEAT_NS: Final = 250_000_000
 
 PendingGap = tuple[int, str, str]
 """(start_ns, cause, detail) of an interval that is open until data flows again."""
@@ -123,6 +124,7 @@ class StreamActor(pykka.ThreadingActor):
         self._gaps: list[tuple[int, int, str, str]] = []
         self._fetch_id = 0
         self._held = 0
+        self._last_heartbeat_ns = 0
         self._rotation = rotation
         self._next_rotation_ns = period_end_ns(time.time_ns(), rotation)
         self._last_ts_recv = 0
@@ -364,7 +366,7 @@ class StreamActor(pykka.ThreadingActor):
             self._flush()
         if self._held:
             self._release(0)
-        self._heartbeat()
+        self._heartbeat(now)
 
     def _keepalive(self, now: int) -> None:
         last = max(self.counters.last_frame_ns, self._connected_ns)
@@ -433,7 +435,11 @@ class StreamActor(pykka.ThreadingActor):
             if arr is not None:
                 buffer[:0] = [tuple(row) for row in arr.tolist()]
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, now: int) -> None:
+        """At most every 0.25 s: counters to the manager (status must not cost the hot path)."""
+        if now - self._last_heartbeat_ns < _HEARTBEAT_NS:
+            return
+        self._last_heartbeat_ns = now
         self.counters.book_live = self.adapter.book_live
         with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(Heartbeat(self.key, self.gen, self.counters.snapshot()))

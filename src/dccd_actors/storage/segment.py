@@ -49,6 +49,7 @@ __all__ = [
 
 DATASETS: Final = ("trades", "book_deltas", "book_snapshots", "gaps")
 _LIVE_CHUNK_BYTES: Final = 256 * 1024
+_CHUNK_CACHE_BYTES: Final = 1024 * 1024
 _SEALED_CHUNK_ROWS: Final = 65_536
 _LIBVER: Final = ("v110", "v110")
 
@@ -94,7 +95,9 @@ class LiveSegment:
         self._journal: gzip.GzipFile | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = h5py.File(path, "w", libver=_LIBVER)
+            # a small chunk cache: chunks are written whole and flushed per batch, and the 8 MiB
+            # default per dataset adds up to gigabytes across many streams
+            self._file = h5py.File(path, "w", libver=_LIBVER, rdcc_nbytes=_CHUNK_CACHE_BYTES)
             self._write_attrs(self._file, info, start_ns)
             self._datasets = {
                 name: self._file.create_dataset(
