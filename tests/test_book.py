@@ -81,3 +81,18 @@ def test_crossed_detects_bid_at_or_above_ask() -> None:
     assert not book.crossed()
     book.set(BID, 10.5, 1.0)
     assert book.crossed()
+
+
+@given(deltas)
+def test_apply_equals_setting_each_level_in_order(updates: list[tuple[int, float, float]]) -> None:
+    one_call, level_by_level = OrderBook(), OrderBook()
+    half = len(updates) // 2
+    one_call.apply(updates[:half])
+    one_call.apply(updates[half:])
+    for side, price, size in updates:
+        level_by_level.set(side, price, size)
+    assert one_call.top(10_000) == level_by_level.top(10_000)
+    assert (one_call.best_bid(), one_call.best_ask()) == (
+        level_by_level.best_bid(),
+        level_by_level.best_ask(),
+    )

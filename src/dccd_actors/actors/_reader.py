@@ -2,7 +2,8 @@
 
 The reader hands frames over in batches (everything one socket read delivered),
 so the actor hop costs one ``tell`` per read, not per frame (PERF.md §7). A
-bounded in-flight count gives TCP backpressure when the actor falls behind.
+bounded in-flight count gives TCP backpressure when the actor falls behind; it
+costs no lock unless the reader has to wait.
 """
 
 from __future__ import annotations
@@ -32,25 +33,39 @@ _REST_TIMEOUT_S: Final = 10.0
 
 
 class Inflight:
-    """Frames handed to the actor but not yet processed; the reader waits above ``limit``."""
+    """Frames handed to the actor but not yet processed; the reader waits above ``limit``.
+
+    Two counters with one writer each (the reader adds, the actor marks done), so the
+    common case takes no lock; the condition is used only while the reader waits.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.count = 0
+        self.added = 0  # written by the reader thread only
+        self.finished = 0  # written by the actor thread only
         self.waits = 0
+        self._waiting = False
         self._cond = threading.Condition()
 
+    @property
+    def count(self) -> int:
+        return self.added - self.finished
+
     def add(self, n: int, stop: threading.Event) -> None:
+        self.added += n
+        if self.added - self.finished <= self.limit:
+            return
         with self._cond:
-            self.count += n
-            while self.count > self.limit and not stop.is_set():
+            self._waiting = True
+            while self.added - self.finished > self.limit and not stop.is_set():
                 self.waits += 1
                 self._cond.wait(0.1)
+            self._waiting = False
 
     def done(self, n: int) -> None:
-        with self._cond:
-            self.count -= n
-            if self.count <= self.limit:
+        self.finished += n
+        if self._waiting:
+            with self._cond:
                 self._cond.notify_all()
 
 

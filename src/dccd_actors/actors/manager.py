@@ -44,6 +44,8 @@ __all__ = ["AddStream", "ManagerActor", "StopChildren"]
 
 logger = logging.getLogger("dccd_actors.manager")
 
+_NOTICE_GRACE_S = 0.5
+
 
 @dataclass(frozen=True)
 class AddStream:
@@ -62,6 +64,7 @@ class _Child:
     backoff: Backoff
     adapter: BaseAdapter
     previous: pykka.ActorRef[Any] | None = None  # the last generation, until it is gone
+    dead_since: float = 0.0  # when polling first found the actor dead without a notice
     gen: int = 0
     ref: pykka.ActorRef[Any] | None = None
     state: str = "starting"
@@ -182,6 +185,7 @@ class ManagerActor(pykka.ThreadingActor):
             child.state, child.start_at = "backoff", time.monotonic() + 0.2
             return
         child.gen += 1
+        child.dead_since = 0.0
         child.state, child.since, child.last_heartbeat = "starting", time.time(), time.monotonic()
         child.earlier = add_stats(child.earlier, child.stats)
         child.stats = StreamStats()
@@ -375,7 +379,12 @@ class ManagerActor(pykka.ThreadingActor):
             self._start_stream(child)
         elif child.state in ("starting", "running") and child.ref is not None:
             if not child.ref.is_alive():
-                self._schedule_restart(child, "disconnect", "stream actor died without notice", 0)
+                # its own ChildExited may still be queued behind this tick: give it a moment
+                child.dead_since = child.dead_since or now
+                if now - child.dead_since > _NOTICE_GRACE_S:
+                    self._schedule_restart(
+                        child, "disconnect", "stream actor died without notice", 0
+                    )
             elif now - child.last_heartbeat > self.policy.stale_timeout + 5.0:
                 child.ref.stop(block=False)  # hung: its own watchdog could not run
                 self._schedule_restart(child, "stale", "stream actor stopped answering", 0)

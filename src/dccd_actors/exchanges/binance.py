@@ -14,8 +14,10 @@ within a segment.
 
 from __future__ import annotations
 
+import importlib
 import json
-from typing import Any, ClassVar, Final
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, cast
 
 from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
@@ -38,6 +40,23 @@ __all__ = ["BinanceAdapter"]
 
 SNAPSHOT_LIMIT: Final = 1000
 MAX_BUFFERED_EVENTS: Final = 10_000
+_INF: Final = float("inf")
+
+
+def _json_loads() -> Callable[[str], Any]:
+    """``orjson.loads`` where orjson is installed (about 3 x faster), else ``json.loads``.
+
+    Both raise a ``ValueError`` on text that is not JSON; orjson also refuses the non-standard
+    ``NaN``/``Infinity`` literals and integers beyond 64 bits, which are garbage here anyway.
+    """
+    try:
+        module = importlib.import_module("orjson")
+    except ImportError:
+        return json.loads
+    return cast(Callable[[str], Any], module.loads)
+
+
+_loads: Final = _json_loads()
 
 
 class BinanceAdapter(BaseAdapter):
@@ -89,7 +108,7 @@ class BinanceAdapter(BaseAdapter):
     def receive(self, text: str, ts_recv: int) -> list[Event]:
         self.last_recv_ns = ts_recv
         try:
-            msg = json.loads(text)
+            msg = _loads(text)
         except ValueError:
             raise self._parse_error("not_json", "frame is not JSON", text) from None
         if not isinstance(msg, dict):
@@ -99,8 +118,25 @@ class BinanceAdapter(BaseAdapter):
             raise self._parse_error("unexpected", "data is not an object", text)
         kind = data.get("e")
         try:
-            if kind == "trade":
-                return self._trade(data, ts_recv, text)
+            if kind == "trade":  # the hot path, inline: one frame per trade
+                if data["s"] != self.symbol:
+                    raise self._parse_error(
+                        "wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text
+                    )
+                price, amount = float(data["p"]), float(data["q"])
+                if not (0.0 < price < _INF and 0.0 < amount < _INF):
+                    raise ValueError(f"not positive finite: p={data['p']!r} q={data['q']!r}")
+                row: TradeRow = (
+                    int(data["T"]) * MS,
+                    ts_recv,
+                    int(data["t"]),
+                    b"",
+                    price,
+                    amount,
+                    -1 if data["m"] is True else 1,  # buyer is maker: the taker sold
+                    0,
+                )
+                return [Trades([row])]
             if kind == "depthUpdate":
                 return self._depth(data, ts_recv, text)
         except ParseError:
@@ -119,17 +155,6 @@ class BinanceAdapter(BaseAdapter):
             ]
         raise self._parse_error("unknown", f"unknown message kind {kind!r}", text)
 
-    # -- trades ---------------------------------------------------------------------
-    def _trade(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
-        if data["s"] != self.symbol:
-            raise self._parse_error(
-                "wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text
-            )
-        price, amount = _positive(data["p"]), _positive(data["q"])
-        side = -1 if data["m"] is True else 1  # buyer is maker: the taker sold
-        row: TradeRow = (int(data["T"]) * MS, ts_recv, int(data["t"]), b"", price, amount, side, 0)
-        return [Trades([row])]
-
     # -- book -----------------------------------------------------------------------
     def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         if data["s"] != self.symbol:
@@ -139,10 +164,11 @@ class BinanceAdapter(BaseAdapter):
         first, last = int(data["U"]), int(data["u"])
         if first > last:
             raise self._parse_error("bad_field", f"U {first} > u {last}", text)
-        levels = _levels(data["b"], BID) + _levels(data["a"], ASK)
-        event = {"U": first, "u": last, "E": int(data["E"]) * MS, "levels": levels}
+        levels = _levels(data["b"], BID)
+        levels += _levels(data["a"], ASK)
+        ts_event = int(data["E"]) * MS
         if not self.book_live:
-            self._buffer.append(event)
+            self._buffer.append({"U": first, "u": last, "E": ts_event, "levels": levels})
             del self._buffer[:-MAX_BUFFERED_EVENTS]
             return []
         if last <= self._local_id:
@@ -151,23 +177,32 @@ class BinanceAdapter(BaseAdapter):
             invalid = self._invalidate(
                 "seq_gap", f"expected U <= {self._local_id + 1}, got U={first} u={last}"
             )
-            self._buffer = [event]
+            self._buffer = [{"U": first, "u": last, "E": ts_event, "levels": levels}]
             self._snapshot_pending = True
             return [invalid, FetchSnapshot(self.snapshot_url())]
-        return [BookDeltas(self._apply(event, ts_recv))]
+        return [BookDeltas(self._apply_levels(first, last, ts_event, levels, ts_recv))]
 
     def _apply(self, event: dict[str, Any], ts_recv: int) -> list[DeltaRow]:
-        seq, ts_event = event["u"], event["E"]
-        if self._bridged and event["U"] == self._local_id + 1:
+        return self._apply_levels(event["U"], event["u"], event["E"], event["levels"], ts_recv)
+
+    def _apply_levels(
+        self,
+        first: int,
+        seq: int,
+        ts_event: int,
+        levels: list[tuple[int, float, float]],
+        ts_recv: int,
+    ) -> list[DeltaRow]:
+        if self._bridged and first == self._local_id + 1:
             self.continuity_checks += 1
         self._bridged = True
-        rows: list[DeltaRow] = []
-        book_set = self.book.set
-        for side, price, size in event["levels"]:
-            book_set(side, price, size)
-            rows.append((ts_event, ts_recv, seq, side, price, size, 0))
+        self.book.apply(levels)
+        rows: list[DeltaRow] = [
+            (ts_event, ts_recv, seq, side, price, size, 0) for side, price, size in levels
+        ]
         if rows:
-            rows[-1] = (*rows[-1][:6], FLAG_LAST)
+            side, price, size = levels[-1]
+            rows[-1] = (ts_event, ts_recv, seq, side, price, size, FLAG_LAST)
         self._local_id = seq
         self._mark_book(ts_event, ts_recv, seq)
         return rows
@@ -191,8 +226,7 @@ class BinanceAdapter(BaseAdapter):
             self._buffer = pending
             return [FetchSnapshot(self.snapshot_url())]
         self.book.clear()
-        for side, price, size in levels:
-            self.book.set(side, price, size)
+        self.book.apply(levels)
         self._buffer = []
         self._local_id = last_id
         self._bridged = False
@@ -208,18 +242,12 @@ class BinanceAdapter(BaseAdapter):
         return [FetchSnapshot(self.snapshot_url())]
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"not a positive finite number: {text!r}")
-    return value
-
-
 def _levels(pairs: list[list[str]], side: int) -> list[tuple[int, float, float]]:
-    out = []
+    out: list[tuple[int, float, float]] = []
+    append = out.append
     for price_text, size_text in pairs:
         price, size = float(price_text), float(size_text)
-        if not (price > 0 and size >= 0) or price == float("inf") or size == float("inf"):
+        if not (0.0 < price < _INF and 0.0 <= size < _INF):
             raise ValueError(f"bad level {price_text!r} {size_text!r}")
-        out.append((side, price, size))
+        append((side, price, size))
     return out

@@ -3,16 +3,20 @@
 Both sides are kept as ascending Python lists searched with ``bisect`` (bids by
 price, asks by negated price) so that the best level of each side sits at the
 end of its list, where inserts and deletes are cheapest (see PERF.md §6), plus
-a dict from price to ``(size, price_text, size_text)``. The exact texts are
-kept only for venues whose checksums are computed over the wire text.
+a dict from price to size. The exact wire texts ``(price_text, size_text)`` are
+kept in a separate dict (by bid price or negated ask price), only for venues whose
+checksums are computed over the wire text, so that the others pay nothing for them.
 
 Example::
 
     >>> book = OrderBook()
     >>> book.set(BID, 100.0, 2.0); book.set(ASK, 101.0, 1.0)
+    False
+    False
     >>> book.best_bid(), book.best_ask()
     ((100.0, 2.0), (101.0, 1.0))
     >>> book.set(BID, 100.0, 0.0)  # size 0 deletes the level
+    True
     >>> book.best_bid() is None
     True
 """
@@ -20,6 +24,7 @@ Example::
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable
 from typing import Final
 
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
@@ -29,20 +34,22 @@ __all__ = ["ASK", "BID", "OrderBook"]
 BID: Final = 1
 ASK: Final = -1
 
-Level = tuple[float, str, str]
-"""(size, price_text, size_text) stored per price."""
+Texts = tuple[str, str]
+"""(price_text, size_text) stored per price where a venue sends them."""
+_NO_TEXT: Final[Texts] = ("", "")
 
 
 class OrderBook:
     """Price-level book; ``set`` with size 0 deletes a level."""
 
-    __slots__ = ("_ask_keys", "_asks", "_bid_keys", "_bids")
+    __slots__ = ("_ask_keys", "_asks", "_bid_keys", "_bids", "_texts")
 
     def __init__(self) -> None:
         self._bid_keys: list[float] = []
         self._ask_keys: list[float] = []  # negated prices
-        self._bids: dict[float, Level] = {}
-        self._asks: dict[float, Level] = {}
+        self._bids: dict[float, float] = {}
+        self._asks: dict[float, float] = {}
+        self._texts: dict[float, Texts] = {}  # by key: bid price, or negated ask price
 
     def clear(self) -> None:
         """Remove every level of both sides."""
@@ -50,44 +57,86 @@ class OrderBook:
         self._ask_keys.clear()
         self._bids.clear()
         self._asks.clear()
+        self._texts.clear()
 
     def set(
         self, side: int, price: float, size: float, price_text: str = "", size_text: str = ""
     ) -> bool:
         """Set the level at ``price`` to ``size`` (0 deletes); return whether it existed."""
         if side == BID:
-            levels, keys, key = self._bids, self._bid_keys, price
+            levels = self._bids
+            keys = self._bid_keys
+            key = price
         else:
-            levels, keys, key = self._asks, self._ask_keys, -price
-        existed = price in levels
-        if size == 0.0:
-            if existed:
-                del levels[price]
-                del keys[bisect_left(keys, key)]
+            levels = self._asks
+            keys = self._ask_keys
+            key = -price
+        if size:  # not 0.0: insert or modify
+            if price in levels:
+                levels[price] = size
+                existed = True
+            else:
+                insort(keys, key)
+                levels[price] = size
+                existed = False
+            if price_text or size_text:
+                self._texts[key] = (price_text, size_text)
+            elif self._texts:
+                self._texts.pop(key, None)
             return existed
-        if not existed:
-            insort(keys, key)
-        levels[price] = (size, price_text, size_text)
-        return existed
+        if levels.pop(price, None) is None:
+            return False
+        del keys[bisect_left(keys, key)]
+        if self._texts:
+            self._texts.pop(key, None)
+        return True
+
+    def apply(self, levels: Iterable[tuple[int, float, float]]) -> None:
+        """``set(side, price, size)`` for every level in order, without texts.
+
+        The same result as calling :meth:`set` level by level, at less cost per level: this
+        is the hot path of venues that send no checksum (Binance diff depth).
+        """
+        if self._texts:  # rare: a venue mixing texts and none; keep set()'s bookkeeping
+            for side, price, size in levels:
+                self.set(side, price, size)
+            return
+        bids, bid_keys = self._bids, self._bid_keys
+        asks, ask_keys = self._asks, self._ask_keys
+        for side, price, size in levels:
+            if side == BID:
+                if size:  # not 0.0: insert or modify
+                    if price not in bids:
+                        insort(bid_keys, price)
+                    bids[price] = size
+                elif bids.pop(price, None) is not None:
+                    del bid_keys[bisect_left(bid_keys, price)]
+            elif size:
+                if price not in asks:
+                    insort(ask_keys, -price)
+                asks[price] = size
+            elif asks.pop(price, None) is not None:
+                del ask_keys[bisect_left(ask_keys, -price)]
 
     def size_at(self, side: int, price: float) -> float:
         """Size at ``price`` on ``side``, 0.0 when there is no such level."""
-        level = (self._bids if side == BID else self._asks).get(price)
-        return 0.0 if level is None else level[0]
+        return (self._bids if side == BID else self._asks).get(price, 0.0)
 
     def best_bid(self) -> tuple[float, float] | None:
         """Best bid as ``(price, size)``, or None when the side is empty."""
-        if not self._bid_keys:
+        keys = self._bid_keys
+        if not keys:
             return None
-        price = self._bid_keys[-1]
-        return price, self._bids[price][0]
+        price = keys[-1]
+        return price, self._bids[price]
 
     def best_ask(self) -> tuple[float, float] | None:
         """Best ask as ``(price, size)``, or None when the side is empty."""
-        if not self._ask_keys:
+        keys = self._ask_keys
+        if not keys:
             return None
-        price = -self._ask_keys[-1]
-        return price, self._asks[price][0]
+        price = -keys[-1]
+        return price, self._asks[price]
 
     def crossed(self) -> bool:
         """True when the best bid is at or above the best ask."""
@@ -117,18 +166,23 @@ class OrderBook:
 
     def top(self, n: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
         """The best ``n`` levels per side as ``(price, size)``, best first."""
-        bids = [(p, self._bids[p][0]) for p in self.bid_prices(n)]
-        asks = [(p, self._asks[p][0]) for p in self.ask_prices(n)]
-        return bids, asks
+        bids, asks = self._bids, self._asks
+        return (
+            [(p, bids[p]) for p in self.bid_prices(n)],
+            [(p, asks[p]) for p in self.ask_prices(n)],
+        )
 
-    def top_text(self, n: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def top_text(self, n: int) -> tuple[list[Texts], list[Texts]]:
         """The best ``n`` levels per side as the exact wire texts, best first."""
-        bids = [self._bids[p][1:] for p in self.bid_prices(n)]
-        asks = [self._asks[p][1:] for p in self.ask_prices(n)]
-        return bids, asks
+        texts = self._texts
+        return (
+            [texts.get(p, _NO_TEXT) for p in self.bid_prices(n)],
+            [texts.get(-p, _NO_TEXT) for p in self.ask_prices(n)],
+        )
 
     def truncate(self, depth: int) -> None:
         """Keep only the best ``depth`` levels per side (Kraken sends no out-of-scope deletes)."""
+        texts = self._texts
         for keys, levels, sign in (
             (self._bid_keys, self._bids, 1.0),
             (self._ask_keys, self._asks, -1.0),
@@ -137,6 +191,8 @@ class OrderBook:
             if excess > 0:
                 for key in keys[:excess]:
                     del levels[key * sign]
+                    if texts:
+                        texts.pop(key, None)
                 del keys[:excess]
 
     def snapshot_rows(
@@ -147,13 +203,10 @@ class OrderBook:
         An empty book still yields one marker row (side 0, price NaN, size 0) so that
         the reset it stands for is recorded.
         """
-        rows = [
-            (ts_event, ts_recv, seq, BID, p, self._bids[p][0], FLAG_SNAPSHOT)
-            for p in self.bid_prices()
-        ]
+        bids, asks = self._bids, self._asks
+        rows = [(ts_event, ts_recv, seq, BID, p, bids[p], FLAG_SNAPSHOT) for p in self.bid_prices()]
         rows += [
-            (ts_event, ts_recv, seq, ASK, p, self._asks[p][0], FLAG_SNAPSHOT)
-            for p in self.ask_prices()
+            (ts_event, ts_recv, seq, ASK, p, asks[p], FLAG_SNAPSHOT) for p in self.ask_prices()
         ]
         if not rows:
             return [(ts_event, ts_recv, seq, 0, float("nan"), 0.0, FLAG_SNAPSHOT | FLAG_LAST)]

@@ -49,7 +49,7 @@ __all__ = [
 
 DATASETS: Final = ("trades", "book_deltas", "book_snapshots", "gaps")
 _LIVE_CHUNK_BYTES: Final = 256 * 1024
-_CHUNK_CACHE_BYTES: Final = 1024 * 1024
+_CHUNK_CACHE_BYTES: Final = 0
 _SEALED_CHUNK_ROWS: Final = 65_536
 _LIBVER: Final = ("v110", "v110")
 
@@ -95,8 +95,8 @@ class LiveSegment:
         self._journal: gzip.GzipFile | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # a small chunk cache: chunks are written whole and flushed per batch, and the 8 MiB
-            # default per dataset adds up to gigabytes across many streams
+            # no chunk cache: under SWMR HDF5 keeps every chunk written in it, so memory grows
+            # with the data (measured +89 % RSS in 4 min); appends are faster without it too
             self._file = h5py.File(path, "w", libver=_LIBVER, rdcc_nbytes=_CHUNK_CACHE_BYTES)
             self._write_attrs(self._file, info, start_ns)
             self._datasets = {

@@ -121,6 +121,7 @@ class FakeExchange:
         self._stop = threading.Event()
         self._silent_until = 0.0
         self._paused = threading.Event()
+        self._tick_lock = threading.Lock()
         self._clock_ms = int(time.time() * 1000)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -201,8 +202,13 @@ class FakeExchange:
         return time.monotonic() < self._silent_until
 
     def pause(self) -> None:
-        """Stop generating market data until :meth:`resume` (connections stay open)."""
+        """Stop generating market data until :meth:`resume` (connections stay open).
+
+        Returns once no tick is in flight, so the feed is quiet and the truth is final.
+        """
         self._paused.set()
+        with self._tick_lock:
+            pass
 
     def resume(self) -> None:
         self._paused.clear()
@@ -286,12 +292,13 @@ class FakeExchange:
 
     def _market_loop(self) -> None:
         while not self._stop.wait(self.interval):
-            if self._paused.is_set() or self.silent or self.replay_frames:
-                continue
-            try:
-                self.tick(self.now_ms())
-            except Exception:  # a fake's bug must be visible, not kill the thread silently
-                logger.exception("fake %s tick failed", self.exchange)
+            with self._tick_lock:
+                if self._paused.is_set() or self.silent or self.replay_frames:
+                    continue
+                try:
+                    self.tick(self.now_ms())
+                except Exception:  # a fake's bug must be visible, not kill the thread silently
+                    logger.exception("fake %s tick failed", self.exchange)
 
 
 def _load_replay(path: str | Path) -> list[str]:
