@@ -221,6 +221,7 @@ class RestartPolicy:
     max_frame_bytes: int = 8 * 1024 * 1024
     connects_per_second: int = 5
     backlog_warning: int = 1000
+    max_inflight_frames: int = 20_000  # per stream; above it the reader stops reading
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -44,6 +44,7 @@ class Inflight:
         self.added = 0  # written by the reader thread only
         self.finished = 0  # written by the actor thread only
         self.waits = 0
+        self.last_recv_ns = 0  # written by the reader: the watchdog judges receipt, not backlog
         self._waiting = False
         self._cond = threading.Condition()
 
@@ -94,6 +95,7 @@ def start_reader(
             while not stop.is_set():
                 ts_recv, frames = conn.read_batch()
                 ref.tell(FramesReceived(frames, ts_recv, reader_id))
+                inflight.last_recv_ns = ts_recv
                 inflight.add(len(frames), stop)
         except FrameTooLarge as exc:
             _tell(ref, ReaderDied(str(exc), reader_id, too_large=True))

@@ -92,6 +92,7 @@ class ManagerActor(pykka.ThreadingActor):
         rng: random.Random | None = None,
         tick_interval: float = 0.05,
         storage_slow_down: float = 0.0,
+        stream_slow_down: float = 0.0,
     ) -> None:
         super().__init__()
         self.config, self.policy = config, config.policy
@@ -109,7 +110,8 @@ class ManagerActor(pykka.ThreadingActor):
         self.error = ""
         self.stopping = False
         self._tick_interval = tick_interval
-        self._storage_slow_down = storage_slow_down
+        self._storage_slow_down = storage_slow_down  # fault injection for tests (slow disk)
+        self._stream_slow_down = stream_slow_down  # fault injection for tests (slow consumer)
         self._stop_ticker = threading.Event()
         self._connects: dict[str, deque[float]] = {}
         self._storage_stats = StorageStats()
@@ -201,6 +203,7 @@ class ManagerActor(pykka.ThreadingActor):
             raw=self.config.storage.raw,
             rotation=self.config.storage.rotation,
             adapter=child.adapter,
+            slow_down=self._stream_slow_down,
         )
         child.pending_gap = None
 

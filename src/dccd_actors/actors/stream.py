@@ -60,7 +60,6 @@ logger = logging.getLogger("dccd_actors.stream")
 
 _PING_INTERVAL_NS: Final = 20_000_000_000
 _MAX_BUFFERED_ROWS: Final = 50_000
-_MAX_INFLIGHT_FRAMES: Final = 20_000
 _HEARTBEAT_NS: Final = 250_000_000
 
 PendingGap = tuple[int, str, str]
@@ -92,6 +91,7 @@ class StreamActor(pykka.ThreadingActor):
         raw: bool = False,
         rotation: str = "daily",
         adapter: BaseAdapter | None = None,
+        slow_down: float = 0.0,
     ) -> None:
         super().__init__()
         self._journal = Journal() if raw else None
@@ -116,7 +116,7 @@ class StreamActor(pykka.ThreadingActor):
         self._step_ns = int(job.time_step * 1e9)
         self._open_gap = pending_gap
         self._stop_threads = threading.Event()
-        self._inflight = Inflight(_MAX_INFLIGHT_FRAMES)
+        self._inflight = Inflight(policy.max_inflight_frames)
         self._conn: _ws.Connection | None = None
         self._trades: list[tuple[Any, ...]] = []
         self._deltas: list[tuple[Any, ...]] = []
@@ -124,6 +124,7 @@ class StreamActor(pykka.ThreadingActor):
         self._gaps: list[tuple[int, int, str, str]] = []
         self._fetch_id = 0
         self._held = 0
+        self._slow_down = slow_down  # fault injection: seconds added to every batch of frames
         self._last_heartbeat_ns = 0
         self._rotation = rotation
         self._next_rotation_ns = period_end_ns(time.time_ns(), rotation)
@@ -244,6 +245,8 @@ class StreamActor(pykka.ThreadingActor):
     def _on_frames(self, message: FramesReceived) -> None:
         if message.reader_id != self.gen or self._exited:
             return
+        if self._slow_down:
+            time.sleep(self._slow_down)
         ts_recv = self._monotonic(message.ts_recv)
         counters = self.counters
         counters.frames += len(message.frames)
@@ -369,7 +372,8 @@ class StreamActor(pykka.ThreadingActor):
         self._heartbeat(now)
 
     def _keepalive(self, now: int) -> None:
-        last = max(self.counters.last_frame_ns, self._connected_ns)
+        # a slow consumer is not a silent venue: frames read but not yet processed count too
+        last = max(self.counters.last_frame_ns, self._inflight.last_recv_ns, self._connected_ns)
         if now - last > self.policy.stale_timeout * 1e9:
             self._exit("stale", f"no frame for {(now - last) / 1e9:.1f} s")
             return

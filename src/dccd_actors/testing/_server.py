@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Sequence
@@ -50,6 +52,8 @@ class FakeConnection:
         self.subscriptions: set[Any] = set()
         self.state: dict[str, Any] = {}
         self.received: list[str] = []
+        self.send_timeout = 0.0
+        self.dropped_as_slow = False
         self._lock = threading.Lock()
         self.closed = False
 
@@ -57,12 +61,18 @@ class FakeConnection:
         """Send one text frame; False when the connection is gone."""
         if self.closed:
             return False
+        started = time.monotonic()
         try:
             with self._lock:
                 self.ws.send(text)
             return True
         except (ConnectionClosed, OSError, RuntimeError):
             self.closed = True
+            if self.send_timeout and time.monotonic() - started >= self.send_timeout * 0.9:
+                self.dropped_as_slow = (
+                    True  # like a venue, give up on a client that stopped reading
+                )
+                self.drop()
             return False
 
     def send_bytes(self, data: bytes) -> bool:
@@ -101,6 +111,7 @@ class FakeExchange:
         replay: str | Path | None = None,
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        send_timeout: float = 0.0,
     ) -> None:
         self.pairs = list(pairs)
         self.seed = seed
@@ -115,6 +126,8 @@ class FakeExchange:
         self.replay_frames = _load_replay(replay) if replay else []
         self._port = port
         self._ssl = ssl_context
+        # a client that stops reading for this long is dropped, as venues do (0: never)
+        self.send_timeout = send_timeout
         self._lock = threading.RLock()
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
@@ -221,6 +234,12 @@ class FakeExchange:
             sent += ok
         return sent
 
+    @property
+    def slow_clients_dropped(self) -> int:
+        """Connections dropped because the client stopped reading (``send_timeout``)."""
+        with self._lock:
+            return sum(1 for c in self.connections if c.dropped_as_slow)
+
     def open_connections(self) -> list[FakeConnection]:
         with self._lock:
             return [c for c in self.connections if not c.closed]
@@ -268,6 +287,11 @@ class FakeExchange:
 
     def _serve_connection(self, ws: ServerConnection) -> None:
         conn = FakeConnection(ws, ws.request.path if ws.request else "/")
+        if self.send_timeout:
+            conn.send_timeout = self.send_timeout
+            seconds = int(self.send_timeout)
+            timeval = struct.pack("ll", seconds, int((self.send_timeout - seconds) * 1e6))
+            ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         with self._lock:
             self.connections.append(conn)
             self.connection_count += 1
