@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -87,3 +88,22 @@ def test_a_slow_consumer_stops_reading_and_the_venue_dropping_it_is_a_gap(tmp_pa
         finally:
             c.stop(timeout=5)
     assert "disconnect" in open_store(tmp_path).gaps("binance", "BTC/USDT")["cause"].tolist()
+
+
+def test_stop_during_a_pending_backoff_starts_nothing_afterwards(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"ws://127.0.0.1:{s.getsockname()[1]}"
+    policy = RestartPolicy(min_backoff=0.6, max_backoff=0.6, jitter=0.0)
+    c = Collector(
+        config(
+            tmp_path, [StreamJob("binance", ["BTC/USDT"], ["trades"], url=closed)], policy=policy
+        )
+    )
+    c.start()
+    wait_until(lambda: c.status()[0].state == "backoff")
+    c.stop(timeout=1)
+    assert pykka.ActorRegistry.get_all() == []
+    time.sleep(0.8)  # past the restart that was pending
+    assert pykka.ActorRegistry.get_all() == []
+    assert c.status()[0].state == "stopped" and c.status()[0].gen == 1
