@@ -32,7 +32,7 @@ from dccd_actors.actors.messages import (
     add_stats,
 )
 from dccd_actors.actors.policy import Backoff
-from dccd_actors.actors.status import CollectorStatus, StreamStatus
+from dccd_actors.actors.status import CollectorStatus, stream_row
 from dccd_actors.actors.storage import StorageActor, _inbox_size
 from dccd_actors.actors.stream import PendingGap, StreamActor, make_adapter
 from dccd_actors.actors.sync import SyncActor
@@ -398,23 +398,14 @@ class ManagerActor(pykka.ThreadingActor):
         for child in self.children.values():
             stats = add_stats(child.earlier, child.stats)
             rows.append(
-                StreamStatus(
+                stream_row(
+                    stats,
                     exchange=child.key[0],
                     pair=child.key[1],
                     state=child.state,
                     gen=child.gen,
                     restarts=child.restarts,
                     since=child.since,
-                    frames=stats.frames,
-                    trades=stats.trades,
-                    book_rows=stats.book_rows,
-                    snapshots=stats.snapshots,
-                    gaps=stats.gaps,
-                    resyncs=stats.resyncs,
-                    malformed=stats.malformed,
-                    malformed_by_kind=dict(stats.malformed_by_kind),
-                    last_malformed=stats.last_malformed,
-                    venue_errors=stats.venue_errors,
                     consecutive_errors=child.consecutive_errors,
                     last_error=stats.last_venue_error or child.last_error,
                     last_exit_cause=child.last_exit_cause,
@@ -424,10 +415,6 @@ class ManagerActor(pykka.ThreadingActor):
                     next_retry_in_s=max(0.0, child.start_at - now)
                     if child.state in ("backoff", "parked")
                     else None,
-                    book_live=stats.book_live,
-                    bytes_written=stats.bytes_written,
-                    latency_p50_ms=stats.latency_p50_ms,
-                    latency_p99_ms=stats.latency_p99_ms,
                 )
             )
         storage = {"gen": self.storage_gen, "running": self.storage is not None}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import html
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["CollectorStatus", "StreamStatus"]
+from dccd_actors.actors.messages import StreamStats
+
+__all__ = ["CollectorStatus", "StreamStatus", "stream_row"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,17 @@ class StreamStatus:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+def stream_row(stats: StreamStats, **child: Any) -> StreamStatus:
+    """A status row: the stream's own counters plus what the manager knows of the child."""
+    values = {name: getattr(stats, name) for name in _FROM_STATS}
+    values["malformed_by_kind"] = dict(stats.malformed_by_kind)
+    return StreamStatus(**values, **child)
+
+
+_FROM_STATS = tuple(
+    f.name for f in fields(StreamStatus) if f.name in StreamStats.__dataclass_fields__
+)
 
 _COLUMNS = (
     "exchange",
