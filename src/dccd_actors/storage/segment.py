@@ -93,6 +93,8 @@ class LiveSegment:
         self.last_ts_recv = -1
         self.lock = threading.RLock()
         self._journal: gzip.GzipFile | None = None
+        self._dirty: set[str] = set()
+        self._dtypes = info.dtypes()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # no chunk cache: under SWMR HDF5 keeps every chunk written in it, so memory grows
@@ -137,12 +139,13 @@ class LiveSegment:
             try:
                 start = self.rows[name]
                 dataset.resize((start + len(rows),))
-                dataset[start:] = rows
+                _write_at(dataset, start, np.ascontiguousarray(rows, dtype=self._dtypes[name]))
             except (OSError, ValueError, TypeError) as exc:
                 raise StorageError(
                     f"cannot append {len(rows)} rows to {self.path}:{name}: {exc}"
                 ) from exc
             self.rows[name] = start + len(rows)
+            self._dirty.add(name)
             if "ts_recv" in (rows.dtype.names or ()):
                 self.last_ts_recv = max(self.last_ts_recv, int(rows["ts_recv"][-1]))
 
@@ -157,8 +160,9 @@ class LiveSegment:
         """Publish appended rows to SWMR readers and the OS."""
         with self.lock:
             try:
-                for dataset in self._datasets.values():
-                    dataset.flush()
+                for name in self._dirty:  # a dataset with no new rows has nothing to publish
+                    self._datasets[name].flush()
+                self._dirty.clear()
                 self._file.flush()
             except OSError as exc:
                 raise StorageError(f"cannot flush {self.path}: {exc}") from exc
@@ -175,6 +179,16 @@ class LiveSegment:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
+
+
+def _write_at(dataset: h5py.Dataset, start: int, rows: RecordArray) -> None:
+    """Write contiguous ``rows`` of the dataset's dtype at ``start`` through h5py's low-level
+    call: slice assignment re-derives selections and dtypes on every batch."""
+    data = rows
+    file_space = dataset.id.get_space()
+    file_space.select_hyperslab((start,), (len(data),))
+    memory_space = h5py.h5s.create_simple((len(data),))
+    dataset.id.write(memory_space, file_space, data)
 
 
 def live_segment(path: Path) -> LiveSegment | None:
