@@ -87,7 +87,7 @@ class StreamActor(pykka.ThreadingActor):
         policy: RestartPolicy,
         flush_interval: float,
         pending_gap: PendingGap | None = None,
-        tick_interval: float = 0.1,
+        tick_interval: float = 0.25,
         raw: bool = False,
         rotation: str = "daily",
         adapter: BaseAdapter | None = None,
