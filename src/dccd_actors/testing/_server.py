@@ -16,7 +16,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -121,6 +121,8 @@ class FakeExchange:
             for i, pair in enumerate(self.pairs)
         }
         self.sent_trades: dict[str, list[MarketTrade]] = {pair: [] for pair in self.pairs}
+        self._recorded: dict[str, set[int]] = {pair: set() for pair in self.pairs}
+        self._replayed: set[str] = set()  # pairs whose first trade snapshot was served
         self.connections: list[FakeConnection] = []
         self.connection_count = 0
         self.replay_frames = _load_replay(replay) if replay else []
@@ -253,6 +255,30 @@ class FakeExchange:
             time.sleep(0.01)
         return False
 
+    # -- truth --------------------------------------------------------------------
+    def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
+        """The venue's current book of ``pair`` as float ``{price: size}`` per side."""
+        market = self.markets[pair]
+        with self._lock:
+            return float_book(market.bids, market.asks)
+
+    def record_replayed(self, pair: str, trades: list[MarketTrade]) -> None:
+        """Truth for venues whose trade snapshots replay recent trades: a pair's first snapshot
+        is history from before its subscriber came (known, never recorded); later ones replay
+        what a reconnecting subscriber may have missed."""
+        if pair in self._replayed:
+            self.record_delivered(pair, trades)
+        else:
+            self._replayed.add(pair)
+            self._recorded[pair].update(t.trade_id for t in trades)
+
+    def record_delivered(self, pair: str, trades: Iterable[MarketTrade]) -> None:
+        """Add trades a subscriber received to ``sent_trades``, each id once."""
+        for trade in trades:
+            if trade.trade_id not in self._recorded[pair]:
+                self._recorded[pair].add(trade.trade_id)
+                self.sent_trades[pair].append(trade)
+
     # -- hooks for venues -----------------------------------------------------------
     def handle_connect(self, conn: FakeConnection) -> None:
         """A client connected (``conn.path`` holds the request path and query)."""
@@ -323,6 +349,16 @@ class FakeExchange:
                     self.tick(self.now_ms())
                 except Exception:  # a fake's bug must be visible, not kill the thread silently
                     logger.exception("fake %s tick failed", self.exchange)
+
+
+def float_book(
+    bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal]
+) -> tuple[dict[float, float], dict[float, float]]:
+    """Exact Decimal levels as the float ``{price: size}`` dicts tests compare with."""
+    return (
+        {float(p): float(v) for p, v in bids.items()},
+        {float(p): float(v) for p, v in asks.items()},
+    )
 
 
 def _load_replay(path: str | Path) -> list[str]:

@@ -42,15 +42,6 @@ class FakeBinance(FakeExchange):
         self.snapshots_served = 0
 
     # -- truth ----------------------------------------------------------------------
-    def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
-        """The current book as float ``{price: size}`` per side."""
-        market = self.markets[pair]
-        with self._lock:
-            return (
-                {float(p): float(s) for p, s in market.bids.items()},
-                {float(p): float(s) for p, s in market.asks.items()},
-            )
-
     def last_update_id(self, pair: str) -> int:
         return self.update_ids[pair]
 

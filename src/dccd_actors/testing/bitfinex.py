@@ -26,7 +26,6 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, Final
 
@@ -118,22 +117,11 @@ class FakeBitfinex(FakeExchange):
         self._history: dict[str, deque[MarketTrade]] = {
             p: deque(maxlen=TRADE_SNAPSHOT) for p in self.pairs
         }
-        self._recorded: dict[str, set[int]] = {p: set() for p in self.pairs}
-        self._replayed: set[str] = set()  # pairs whose first trade snapshot was served
         self._corrupt: set[str] = set()
         self._next_chan = 17_000
         self._wire = threading.RLock()  # orders market steps, snapshots, seq numbers and sends
 
     # -- truth ----------------------------------------------------------------------
-    def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
-        """The whole current book as float ``{price: size}`` per side."""
-        market = self.markets[pair]
-        with self._lock:
-            return (
-                {float(p): float(s) for p, s in market.bids.items()},
-                {float(p): float(s) for p, s in market.asks.items()},
-            )
-
     # -- faults ---------------------------------------------------------------------
     def corrupt_next_checksum(self, pair: str) -> None:
         """Send the next ``cs`` frame of ``pair`` with a wrong checksum (once)."""
@@ -206,7 +194,7 @@ class FakeBitfinex(FakeExchange):
             trades = list(self._history[pair])
             body = ",".join(_trade_token(t) for t in reversed(trades))  # newest first
             if self._send_array(conn, chan, f"[{body}]"):
-                self._record_replay(pair, trades)
+                self.record_replayed(pair, trades)
             return
         self._send(conn, {**reply, "prec": "P0", "freq": "F0", "len": length, "pair": symbol[1:]})
         bids, asks = self.markets[pair].top(int(length))
@@ -244,7 +232,7 @@ class FakeBitfinex(FakeExchange):
     ) -> None:
         for trade in trades:
             if self._send_array(conn, chan, f'"te",{_trade_token(trade)}'):
-                self._record(pair, [trade])
+                self.record_delivered(pair, [trade])
                 conn.state["tu"].append((chan, trade))
 
     def _book_update(self, conn: FakeConnection, chan: int, state: dict[str, Any]) -> None:
@@ -263,21 +251,6 @@ class FakeBitfinex(FakeExchange):
             self._send_array(conn, chan, f'"cs",{checksum}')
 
     # -- sending --------------------------------------------------------------------
-    def _record_replay(self, pair: str, trades: list[MarketTrade]) -> None:
-        """A pair's first trade snapshot is history from before its subscriber came: known,
-        never recorded. Later ones replay what a reconnecting subscriber may have missed."""
-        if pair in self._replayed:
-            self._record(pair, trades)
-        else:
-            self._replayed.add(pair)
-            self._recorded[pair].update(t.trade_id for t in trades)
-
-    def _record(self, pair: str, trades: Iterable[MarketTrade]) -> None:
-        for trade in trades:
-            if trade.trade_id not in self._recorded[pair]:
-                self._recorded[pair].add(trade.trade_id)
-                self.sent_trades[pair].append(trade)
-
     def _send(self, conn: FakeConnection, msg: dict[str, Any]) -> bool:
         return False if self.silent else conn.send(json.dumps(msg, separators=(",", ":")))
 

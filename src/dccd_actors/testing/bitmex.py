@@ -98,15 +98,6 @@ class FakeBitmex(FakeExchange):
             self._ids[pair] = {level: self._new_id() for level in levels}
 
     # -- truth ----------------------------------------------------------------------
-    def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
-        """The current book as float ``{price: size}`` per side."""
-        market = self.markets[pair]
-        with self._lock:
-            return (
-                {float(p): float(s) for p, s in market.bids.items()},
-                {float(p): float(s) for p, s in market.asks.items()},
-            )
-
     def trade_uid(self, pair: str, trade_id: int) -> str:
         """The ``trdMatchID`` of the market's trade ``trade_id``: a UUID from the seed."""
         digest = hashlib.sha256(f"{self.seed}:{pair}:{trade_id}".encode()).digest()

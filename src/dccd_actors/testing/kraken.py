@@ -126,21 +126,10 @@ class FakeKraken(FakeExchange):
         self._history: dict[str, deque[MarketTrade]] = {
             p: deque(maxlen=TRADE_SNAPSHOT) for p in self.pairs
         }
-        self._recorded: dict[str, set[int]] = {p: set() for p in self.pairs}
-        self._replayed: set[str] = set()  # pairs whose first trade snapshot was served
         self._corrupt: set[str] = set()
         self._wire = threading.RLock()  # orders market steps, snapshots and sends
 
     # -- truth ----------------------------------------------------------------------
-    def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
-        """The whole current book as float ``{price: size}`` per side."""
-        market = self.markets[pair]
-        with self._lock:
-            return (
-                {float(p): float(s) for p, s in market.bids.items()},
-                {float(p): float(s) for p, s in market.asks.items()},
-            )
-
     # -- faults ---------------------------------------------------------------------
     def corrupt_next_checksum(self, pair: str) -> None:
         """Send the next book update of ``pair`` with a wrong checksum (once)."""
@@ -219,7 +208,7 @@ class FakeKraken(FakeExchange):
         elif snapshot:
             trades = list(self._history[symbol])
             if self._send_text(conn, trade_frame("snapshot", symbol, trades, self.price_decimals)):
-                self._record_replay(symbol, trades)
+                self.record_replayed(symbol, trades)
 
     def tick(self, ts_ms: int) -> None:
         with self._wire:
@@ -231,7 +220,7 @@ class FakeKraken(FakeExchange):
                     if trades and ("trade", pair) in conn.subscriptions:
                         frame = trade_frame("update", pair, trades, self.price_decimals)
                         if self._send_text(conn, frame):
-                            self._record(pair, trades)
+                            self.record_delivered(pair, trades)
                     if ("book", pair) in conn.subscriptions:
                         self._book_update(conn, pair, ts_ms)
             now = time.monotonic()
@@ -278,21 +267,6 @@ class FakeKraken(FakeExchange):
         self._send_text(conn, frame)
 
     # -- sending --------------------------------------------------------------------
-    def _record_replay(self, pair: str, trades: list[MarketTrade]) -> None:
-        """A pair's first trade snapshot is history from before its subscriber came: known,
-        never recorded. Later ones replay what a reconnecting subscriber may have missed."""
-        if pair in self._replayed:
-            self._record(pair, trades)
-        else:
-            self._replayed.add(pair)
-            self._recorded[pair].update(t.trade_id for t in trades)
-
-    def _record(self, pair: str, trades: Iterable[MarketTrade]) -> None:
-        for trade in trades:
-            if trade.trade_id not in self._recorded[pair]:
-                self._recorded[pair].add(trade.trade_id)
-                self.sent_trades[pair].append(trade)
-
     def _send(self, conn: FakeConnection, msg: dict[str, Any]) -> bool:
         return self._send_text(conn, json.dumps(msg, separators=(",", ":")))
 

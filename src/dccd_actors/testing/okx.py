@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from dccd_actors.testing._market import MarketTrade
-from dccd_actors.testing._server import FakeConnection, FakeExchange
+from dccd_actors.testing._server import FakeConnection, FakeExchange, float_book
 
 __all__ = ["FakeOkx", "book_checksum", "number_text"]
 
@@ -100,11 +100,7 @@ class FakeOkx(FakeExchange):
     def book(self, pair: str) -> tuple[dict[float, float], dict[float, float]]:
         """The published 400-level book as float ``{price: size}`` per side."""
         with self._lock:
-            bids, asks = self._views[pair]
-            return (
-                {float(p): float(s) for p, s in bids.items()},
-                {float(p): float(s) for p, s in asks.items()},
-            )
+            return float_book(*self._views[pair])
 
     def book_seq(self, pair: str) -> int:
         """``seqId`` of the last ``books`` message of ``pair`` (sent or withheld)."""
