@@ -25,7 +25,6 @@ from dccd_actors.actors._reader import start_ticker
 from dccd_actors.actors.messages import (
     ChildExited,
     Heartbeat,
-    StorageStats,
     StreamKey,
     StreamStats,
     Tick,
@@ -114,7 +113,6 @@ class ManagerActor(pykka.ThreadingActor):
         self._stream_slow_down = stream_slow_down  # fault injection for tests (slow consumer)
         self._stop_ticker = threading.Event()
         self._connects: dict[str, deque[float]] = {}
-        self._storage_stats = StorageStats()
         self.alerter = Alerter(config.alerts)
         self._metrics_path = Path(config.storage.local_path) / META_DIR / "metrics.json"
         self._next_health = 0.0

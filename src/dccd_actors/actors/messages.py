@@ -69,7 +69,6 @@ class StreamStats:
     last_data_ns: int = 0
     connected: bool = False
     book_live: bool = False
-    frames_dropped_too_large: int = 0
     bytes_written: int = 0
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
@@ -91,7 +90,6 @@ def add_stats(total: StreamStats, current: StreamStats) -> StreamStats:
             "resyncs",
             "malformed",
             "venue_errors",
-            "frames_dropped_too_large",
             "bytes_written",
         )
     }

@@ -42,7 +42,6 @@ class StorageActor(pykka.ThreadingActor):
         super().__init__()
         self.manager, self.config, self.gen = manager, config, gen
         self.writer: SegmentWriter | None = None
-        self.stats = StorageStats()
         self._appends = 0
         self._last_error = ""
         self._stop_ticker = threading.Event()
