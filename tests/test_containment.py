@@ -41,7 +41,7 @@ def test_a_system_exit_in_a_handler_is_contained_and_reported(tmp_path: Path) ->
             for r in pykka.ActorRegistry.get_by_class(StreamActor)
             if r.proxy().key.get() == ("binance", "BTC/USDT")
         )
-        victim.tell(FramesReceived(_ExitsWhenCounted(), 0, 1))
+        victim.tell(FramesReceived([(0, _ExitsWhenCounted())], 1))
         wait_until(lambda: _row(c, "BTC/USDT").gen == 2 and _row(c, "BTC/USDT").state == "running")
         assert "SystemExit(3)" in _row(c, "BTC/USDT").last_error
         eth = _row(c, "ETH/USDT")
@@ -76,7 +76,7 @@ def test_a_slow_consumer_stops_reading_and_the_venue_dropping_it_is_a_gap(tmp_pa
     )
     with FakeBinance(["BTC/USDT"], seed=73, send_timeout=0.5) as fake:
         job = StreamJob("binance", ["BTC/USDT"], ["trades"], url=fake.url)
-        c = Collector(config(tmp_path, [job], policy=policy), stream_slow_down=0.3).start()
+        c = Collector(config(tmp_path, [job], policy=policy), stream_slow_down=1.0).start()
         try:
             wait_until(lambda: c.status()[0].trades > 0, timeout=20)
             deadline = time.monotonic() + 30

@@ -81,9 +81,9 @@ def test_a_raise_on_the_tell_path_restarts_the_stream_an_ask_does_not(tmp_path: 
         wait_until(lambda: _row(c, "BTC/USDT").state == "running")
         (ref,) = pykka.ActorRegistry.get_by_class(StreamActor)
         with pytest.raises(TypeError):
-            ref.ask(FramesReceived(None, 0, 1), timeout=2)  # type: ignore[arg-type]
+            ref.ask(FramesReceived(None, 1), timeout=2)  # type: ignore[arg-type]
         assert _row(c, "BTC/USDT").gen == 1 and ref.is_alive()
-        ref.tell(FramesReceived(None, 0, 1))  # type: ignore[arg-type]
+        ref.tell(FramesReceived(None, 1))  # type: ignore[arg-type]
         wait_until(lambda: _row(c, "BTC/USDT").gen == 2 and _row(c, "BTC/USDT").state == "running")
         row = _row(c, "BTC/USDT")
         assert row.restarts == 1 and "TypeError" in row.last_error

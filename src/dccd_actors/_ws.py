@@ -1,18 +1,20 @@
-"""WebSocket I/O: websocket-client does the handshake, TLS and sends; we read frames in bulk.
+"""WebSocket I/O: websocket-client does the handshake and TLS; we frame, send and read in bulk.
 
 websocket-client's ``recv()`` makes several small socket reads per frame, each
 releasing the GIL, which collapses throughput with many reader threads (PERF.md
-§7). After the handshake we therefore read the socket in chunks of up to 256 KiB
-into one reusable buffer (``recv_into``: no allocation per read) and split frames
-ourselves, answering pings and close frames as RFC 6455 demands. The socket is
-in blocking mode (no ``poll()`` before every read); the kernel's receive timeout
-wakes an idle reader every 0.25 s, and ``close()`` shuts the socket down, which
-wakes it at once. This is the only module that imports websocket-client.
+§7). After the handshake the socket is therefore switched to non-blocking mode
+and read by one shared loop (``actors/_readloop.py``) through ``read_ready()``:
+one ``recv_into`` of up to 256 KiB into a reusable buffer (no allocation per
+read), frames split here, pings and close frames answered as RFC 6455 demands.
+Sends frame the message with websocket-client's ``ABNF`` and wait (``poll``) for
+room when the kernel buffer is full. This is the only module that imports
+websocket-client.
 """
 
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import struct
@@ -28,15 +30,13 @@ __all__ = ["Connection", "FrameTooLarge", "connect"]
 
 _READ_CHUNK: Final = 256 * 1024
 _MIN_ROOM: Final = 64 * 1024  # compact the buffer when less than this is free at its end
-_POLL_S: Final = 0.25
 _SEND_TIMEOUT_S: Final = 10.0
+_CLOSE_SEND_TIMEOUT_S: Final = 0.2
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+_WOULD_BLOCK: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
-
-def _timeval(seconds: float) -> bytes:
-    """A ``struct timeval`` for SO_RCVTIMEO / SO_SNDTIMEO."""
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+Chunk = tuple[int, list[str | bytes]]
+"""The frames one socket read completed, with that read's receive time (ns)."""
 
 
 class FrameTooLarge(ConnectionLost):
@@ -61,7 +61,6 @@ def connect(
             url,
             timeout=timeout,
             skip_utf8_validation=True,
-            enable_multithread=True,
             sslopt=sslopt or {"cert_reqs": ssl.CERT_REQUIRED},
         )
     except (websocket.WebSocketException, OSError, ValueError) as exc:
@@ -70,90 +69,148 @@ def connect(
 
 
 class Connection:
-    """An open WebSocket: ``read_batch()`` in one thread, ``send``/``close`` from any."""
+    """An open WebSocket: ``read_ready()`` in one thread, ``send``/``close`` from any.
+
+    The socket is non-blocking. A reading loop that ``adopt()``s the connection owns
+    its file descriptor from then on: ``close()`` only shuts the socket down (which
+    wakes the loop) and the loop closes it with ``release()``.
+    """
 
     def __init__(self, ws: Any, max_frame_bytes: int) -> None:
-        self._ws = ws
+        self._ws = ws  # keeps websocket-client's object (and its socket) alive
         self._sock: socket.socket = ws.sock
-        self._sock.settimeout(None)
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(_POLL_S))
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(_SEND_TIMEOUT_S))
+        self._sock.setblocking(False)
         self._buf = bytearray(_READ_CHUNK)
         self._start = 0  # first byte not parsed yet
         self._end = 0  # end of the bytes received
         self._want = 0  # size of the incomplete frame at _start, once its header is known
         self._fragments: list[bytes] = []
         self._fragment_opcode = OP_TEXT
-        self._closing = threading.Event()
+        self._error: ConnectionLost | None = None  # raised once the frames before it are out
+        self._state_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._closing = False
+        self._adopted = False
         self.max_frame_bytes = max_frame_bytes
         self.bytes_received = 0
         self._stamp = 0
 
+    def fileno(self) -> int:
+        """The socket's file descriptor (for selectors)."""
+        return self._sock.fileno()
+
     def send(self, text: str) -> None:
         """Send a text frame."""
-        try:
-            self._ws.send(text)
-        except (websocket.WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"send failed: {exc}") from exc
+        self._send_frame(text.encode(), OP_TEXT, _SEND_TIMEOUT_S)
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a protocol-level PING frame."""
-        try:
-            self._ws.ping(payload)
-        except (websocket.WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"ping failed: {exc}") from exc
+        self._send_frame(payload, OP_PING, _SEND_TIMEOUT_S)
 
     def close(self) -> None:
-        """Close the connection; a blocked ``read_batch`` returns within 0.25 s."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        with contextlib.suppress(Exception):
-            self._ws.close(timeout=0.2)
+        """Send a close frame (best effort) and shut the socket down; idempotent."""
+        with self._state_lock:
+            if self._closing:
+                return
+            self._closing = True
+            adopted = self._adopted
+        with contextlib.suppress(ConnectionLost):
+            self._send_frame(struct.pack("!H", 1000), OP_CLOSE, _CLOSE_SEND_TIMEOUT_S)
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv_into
+            self._sock.shutdown(socket.SHUT_RDWR)  # a loop waiting on the socket wakes at once
+        if not adopted:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+
+    def adopt(self) -> bool:
+        """Hand the file descriptor to a reading loop; False when already closed."""
+        with self._state_lock:
+            if self._closing:
+                return False
+            self._adopted = True
+            return True
+
+    def release(self) -> None:
+        """Close the file descriptor (the adopting loop, after unregistering it)."""
+        with self._state_lock:
+            self._closing = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self._sock.close()
 
     @property
     def closed(self) -> bool:
-        return self._closing.is_set()
+        return self._closing
 
-    def read_batch(self) -> tuple[int, list[str | bytes]]:
-        """Block until at least one data frame arrives; return (receive time ns, frames).
+    def read_ready(self) -> list[Chunk]:
+        """Read what the socket holds now, without blocking; return the frames completed.
 
         Text frames come back as ``str`` (or ``bytes`` when not valid UTF-8), binary
-        frames as ``bytes``. Raises ConnectionLost when the connection ends.
+        frames as ``bytes``. Raises ConnectionLost when the connection has ended, but
+        only after every frame received before the end has been returned.
         """
-        while True:
+        chunks: list[Chunk] = []
+        while self._error is None:
+            if not self._fill():
+                break
             frames = self._parse()
             if frames:
-                return self._stamp, frames
-            self._fill()
+                chunks.append((self._stamp, frames))
+            if not self._tls_pending():  # plain TCP: the selector reports what is left
+                break
+        if self._error is not None and not chunks:
+            raise self._error
+        return chunks
 
-    def _fill(self) -> None:
+    def _tls_pending(self) -> bool:
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+    def _fill(self) -> bool:
+        """One ``recv_into``; False when nothing is there (yet)."""
         self._make_room()
-        while True:
-            if self._closing.is_set():
-                raise ConnectionLost("connection closed locally")
-            try:
-                with memoryview(self._buf)[self._end :] as room:
-                    n = self._sock.recv_into(room)
-            except (BlockingIOError, TimeoutError, ssl.SSLWantReadError):
-                continue  # the receive timeout: look at _closing again
-            except OSError as exc:
-                if self._closing.is_set():
-                    raise ConnectionLost("connection closed locally") from None
-                raise ConnectionLost(f"connection lost: {exc}") from exc
-            if not n:
-                if self._closing.is_set():
-                    raise ConnectionLost("connection closed locally")
-                raise ConnectionLost("connection closed by peer (EOF)")
-            self._stamp = time.time_ns()
-            self.bytes_received += n
-            self._end += n
-            return
+        try:
+            with memoryview(self._buf)[self._end :] as room:
+                n = self._sock.recv_into(room)
+        except _WOULD_BLOCK:
+            return False
+        except OSError as exc:
+            self._error = ConnectionLost(
+                "connection closed locally" if self._closing else f"connection lost: {exc}"
+            )
+            return False
+        if not n:
+            self._error = ConnectionLost(
+                "connection closed locally" if self._closing else "connection closed by peer (EOF)"
+            )
+            return False
+        self._stamp = time.time_ns()
+        self.bytes_received += n
+        self._end += n
+        return True
+
+    def _send_frame(self, payload: bytes, opcode: int, timeout: float) -> None:
+        data = memoryview(websocket.ABNF.create_frame(payload, opcode).format())
+        deadline = time.monotonic() + timeout
+        with self._send_lock:
+            while data:
+                try:
+                    sent = self._sock.send(data)
+                except _WOULD_BLOCK:
+                    self._wait_writable(deadline)
+                    continue
+                except (OSError, ValueError) as exc:
+                    raise ConnectionLost(f"send failed: {exc}") from exc
+                data = data[sent:]
+
+    def _wait_writable(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConnectionLost("send failed: the venue stopped reading (send timed out)")
+        poller = select.poll()
+        poller.register(self._sock, select.POLLOUT)
+        poller.poll(min(remaining, 0.05) * 1000)
 
     def _make_room(self) -> None:
         """Free space after ``_end`` for the next read: reuse, compact or grow the buffer."""
@@ -174,6 +231,13 @@ class Connection:
 
     def _parse(self) -> list[str | bytes]:
         frames: list[str | bytes] = []
+        try:
+            self._split(frames)
+        except ConnectionLost as exc:  # a close frame or an oversized one: keep what came before
+            self._error = exc
+        return frames
+
+    def _split(self, frames: list[str | bytes]) -> None:
         buf, pos, end = self._buf, self._start, self._end
         self._want = 0
         while end - pos >= 2:
@@ -231,7 +295,6 @@ class Connection:
             self._start = self._end = 0
         else:
             self._start = pos
-        return frames
 
     def _too_large(self, length: int) -> None:
         self.close()
@@ -241,8 +304,8 @@ class Connection:
 
     def _handle(self, fin: bool, opcode: int, payload: bytes) -> str | bytes | None:
         if opcode == OP_PING:
-            with contextlib.suppress(websocket.WebSocketException, OSError):
-                self._ws.pong(payload)
+            with contextlib.suppress(ConnectionLost):
+                self._send_frame(payload, OP_PONG, _CLOSE_SEND_TIMEOUT_S)
             return None
         if opcode == OP_PONG:
             return None

@@ -1,10 +1,4 @@
-"""Helper threads beside a stream actor: the socket reader, the ticker and REST fetches.
-
-The reader hands frames over in batches (everything one socket read delivered),
-so the actor hop costs one ``tell`` per read, not per frame (PERF.md §7). A
-bounded in-flight count gives TCP backpressure when the actor falls behind; it
-costs no lock unless the reader has to wait.
-"""
+"""Helper threads beside an actor: the ticker and REST fetches (sockets: ``_readloop.py``)."""
 
 from __future__ import annotations
 
@@ -16,99 +10,11 @@ from typing import Any, Final
 
 import pykka
 
-from dccd_actors._ws import FrameTooLarge, connect
-from dccd_actors.actors.messages import (
-    Connected,
-    FramesReceived,
-    ReaderDied,
-    SnapshotFailed,
-    SnapshotFetched,
-    Tick,
-)
-from dccd_actors.errors import ConnectionLost
+from dccd_actors.actors.messages import SnapshotFailed, SnapshotFetched, Tick
 
-__all__ = ["Inflight", "start_fetch", "start_reader", "start_ticker"]
+__all__ = ["start_fetch", "start_ticker"]
 
 _REST_TIMEOUT_S: Final = 10.0
-
-
-class Inflight:
-    """Frames handed to the actor but not yet processed; the reader waits above ``limit``.
-
-    Two counters with one writer each (the reader adds, the actor marks done), so the
-    common case takes no lock; the condition is used only while the reader waits.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.added = 0  # written by the reader thread only
-        self.finished = 0  # written by the actor thread only
-        self.waits = 0
-        self.last_recv_ns = 0  # written by the reader: the watchdog judges receipt, not backlog
-        self._waiting = False
-        self._cond = threading.Condition()
-
-    @property
-    def count(self) -> int:
-        return self.added - self.finished
-
-    def add(self, n: int, stop: threading.Event) -> None:
-        self.added += n
-        if self.added - self.finished <= self.limit:
-            return
-        with self._cond:
-            self._waiting = True
-            while self.added - self.finished > self.limit and not stop.is_set():
-                self.waits += 1
-                self._cond.wait(0.1)
-            self._waiting = False
-
-    def done(self, n: int) -> None:
-        self.finished += n
-        if self._waiting:
-            with self._cond:
-                self._cond.notify_all()
-
-
-def start_reader(
-    url: str,
-    max_frame_bytes: int,
-    ref: pykka.ActorRef[Any],
-    reader_id: int,
-    inflight: Inflight,
-    stop: threading.Event,
-    name: str,
-) -> threading.Thread:
-    """Connect, tell ``Connected``, then read frames until the connection ends.
-
-    Connecting here rather than in the actor keeps the actor free to answer and
-    to stop while a venue hangs during the handshake.
-    """
-
-    def run() -> None:
-        try:
-            conn = connect(url, max_frame_bytes=max_frame_bytes)
-            if stop.is_set():
-                conn.close()
-                return
-            ref.tell(Connected(conn, reader_id))
-            while not stop.is_set():
-                ts_recv, frames = conn.read_batch()
-                ref.tell(FramesReceived(frames, ts_recv, reader_id))
-                inflight.last_recv_ns = ts_recv
-                inflight.add(len(frames), stop)
-        except FrameTooLarge as exc:
-            _tell(ref, ReaderDied(str(exc), reader_id, too_large=True))
-        except ConnectionLost as exc:
-            _tell(ref, ReaderDied(str(exc), reader_id))
-        except pykka.ActorDeadError:
-            pass
-        except Exception as exc:
-            _tell(ref, ReaderDied(f"reader crashed: {exc!r}", reader_id))
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 def start_ticker(

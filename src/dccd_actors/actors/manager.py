@@ -22,6 +22,7 @@ import pykka
 
 from dccd_actors.actors._health import Alerter, write_metrics
 from dccd_actors.actors._reader import start_ticker
+from dccd_actors.actors._readloop import ReadLoop
 from dccd_actors.actors.messages import (
     ChildExited,
     Heartbeat,
@@ -112,6 +113,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._storage_slow_down = storage_slow_down  # fault injection for tests (slow disk)
         self._stream_slow_down = stream_slow_down  # fault injection for tests (slow consumer)
         self._stop_ticker = threading.Event()
+        self._reads = ReadLoop(self.policy.handoff_interval)
         self._connects: dict[str, deque[float]] = {}
         self.alerter = Alerter(config.alerts)
         self._metrics_path = Path(config.storage.local_path) / META_DIR / "metrics.json"
@@ -129,6 +131,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._stop_ticker.set()
         if not self.stopping:
             self._stop_children(self.policy.stop_timeout)
+        self._reads.close()
         write_metrics(self._metrics_path, self._status())  # with the children's final counters
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -136,6 +139,7 @@ class ManagerActor(pykka.ThreadingActor):
         self.error = f"manager crashed: {exception_value!r}"
         self.state = "failed"
         self._stop_children(self.policy.stop_timeout)
+        self._reads.close()
 
     # -- messages -------------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
@@ -192,6 +196,7 @@ class ManagerActor(pykka.ThreadingActor):
         child.ref = StreamActor.start(
             manager=self.actor_ref,
             storage=self.storage,
+            reads=self._reads,
             job=child.job,
             pair=child.key[1],
             gen=child.gen,

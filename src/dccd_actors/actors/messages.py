@@ -14,8 +14,9 @@ StreamKey = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class FramesReceived:
-    frames: list[str | bytes]
-    ts_recv: int
+    """Frames read since the last hand-off: ``(ts_recv_ns, frames)`` per socket read, in order."""
+
+    chunks: list[tuple[int, list[str | bytes]]]
     reader_id: int
 
 

@@ -1,8 +1,8 @@
 """The stream actor: one connection to one venue for one pair.
 
-It owns the adapter (sans-IO protocol state), the connection, and the reader,
-ticker and REST-fetch helper threads. Frames arrive in batches from the reader;
-rows are buffered and handed to storage every ``flush_interval``. Any failure
+It owns the adapter (sans-IO protocol state), the connection, and the ticker and
+REST-fetch helper threads; the collector's read loop reads its socket and hands the
+frames over in timed batches (``_readloop.py``). Rows are buffered and handed to storage every ``flush_interval``. Any failure
 ends the actor with a ``ChildExited`` to the manager, which owns restarts.
 """
 
@@ -19,7 +19,8 @@ import pykka
 
 from dccd_actors import _ws
 from dccd_actors.actors._journal import Journal
-from dccd_actors.actors._reader import Inflight, start_fetch, start_reader, start_ticker
+from dccd_actors.actors._reader import start_fetch, start_ticker
+from dccd_actors.actors._readloop import Inflight, ReadLoop
 from dccd_actors.actors._streamstate import StreamCounters
 from dccd_actors.actors.messages import (
     Append,
@@ -81,6 +82,7 @@ class StreamActor(pykka.ThreadingActor):
         *,
         manager: pykka.ActorRef[Any],
         storage: pykka.ActorRef[Any],
+        reads: ReadLoop,
         job: StreamJob,
         pair: str,
         gen: int,
@@ -97,7 +99,7 @@ class StreamActor(pykka.ThreadingActor):
         self._journal = Journal() if raw else None
         self.key = (job.exchange, pair)
         self.job, self.gen, self.policy = job, gen, policy
-        self.manager, self.storage = manager, storage
+        self.manager, self.storage, self._reads = manager, storage, reads
         # the manager hands the same adapter to every generation, so trades a venue replays
         # on reconnect (snapshots, partials) are recognised; on_open resets connection state
         self.adapter = adapter or make_adapter(job, pair)
@@ -142,7 +144,7 @@ class StreamActor(pykka.ThreadingActor):
         name = f"{self.key[0]}:{self.key[1]}#{self.gen}"
         start_ticker(self.actor_ref, self._tick_interval, self._stop_threads, f"{name}:ticker")
         self._connect_started_ns = time.time_ns()
-        start_reader(
+        self._reads.open(
             self.adapter.url(),
             self.policy.max_frame_bytes,
             self.actor_ref,
@@ -247,13 +249,22 @@ class StreamActor(pykka.ThreadingActor):
             return
         if self._slow_down:
             time.sleep(self._slow_down)
-        ts_recv = self._monotonic(message.ts_recv)
+        for stamp, frames in message.chunks:
+            self._on_read(stamp, frames)
+            if self._exited:
+                break
+        self._release(sum(len(frames) for _, frames in message.chunks))
+        if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
+            self._flush()
+
+    def _on_read(self, stamp: int, frames: list[str | bytes]) -> None:
+        ts_recv = self._monotonic(stamp)
         counters = self.counters
-        counters.frames += len(message.frames)
+        counters.frames += len(frames)
         counters.last_frame_ns = ts_recv
         receive = self.adapter.receive
         journal = self._journal
-        for frame in message.frames:
+        for frame in frames:
             if journal is not None:
                 journal.frame(ts_recv, frame)
             if isinstance(frame, bytes):
@@ -261,10 +272,7 @@ class StreamActor(pykka.ThreadingActor):
                 continue
             self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)
             if self._exited:
-                break
-        self._release(len(message.frames))
-        if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
-            self._flush()
+                return
 
     def _monotonic(self, ts_recv: int) -> int:
         """Receive times never go backwards within a stream (readers bisect on them): the

@@ -1,0 +1,245 @@
+"""One thread reads every stream's socket and hands the frames over in timed batches.
+
+A thread per stream costs two thread wake-ups per socket read (the reader's and the
+actor's), and at 50 streams in 10 ms bursts those wake-ups, not parsing, were most of
+the CPU (PERF.md §7, benchmarks/RESULTS.md). Here one selector thread reads whichever
+sockets are ready, stamps each read with its receive time at once, and tells each stream
+actor what it has read at most every ``handoff_interval`` (or as soon as
+``_HANDOFF_FRAMES`` are waiting). So ``ts_recv`` stays the time of the read while an
+actor wakes a few times per second instead of once per read.
+
+Backpressure stays per stream: a stream whose unprocessed frames exceed its limit is
+taken out of the selector (the kernel buffer fills and TCP slows the venue) and put back
+once its actor has caught up. Handshakes run in short-lived threads, so a venue that
+hangs while connecting never holds the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pykka
+
+from dccd_actors._ws import Chunk, Connection, FrameTooLarge, connect
+from dccd_actors.actors.messages import Connected, FramesReceived, ReaderDied
+from dccd_actors.errors import ConnectionLost
+
+__all__ = ["Inflight", "ReadLoop"]
+
+logger = logging.getLogger(__name__)
+
+_HANDOFF_FRAMES: Final = 2_000  # hand over early when this many frames wait (bounded batches)
+
+
+class Inflight:
+    """Frames handed to a stream actor and not yet processed.
+
+    Two counters with one writer each (the loop adds, the actor marks done), so no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.added = 0  # written by the read loop only
+        self.finished = 0  # written by the actor thread only
+        self.pauses = 0  # times reading stopped because the actor was behind
+        self.last_recv_ns = 0  # written by the loop: the watchdog judges receipt, not backlog
+
+    @property
+    def count(self) -> int:
+        return self.added - self.finished
+
+    def done(self, n: int) -> None:
+        self.finished += n
+
+
+@dataclass(eq=False)
+class _Watch:
+    conn: Connection
+    ref: pykka.ActorRef[Any]
+    reader_id: int
+    inflight: Inflight
+    stop: threading.Event
+    chunks: list[Chunk] = field(default_factory=list)
+    pending: int = 0  # frames in chunks
+    paused: bool = False
+
+
+class ReadLoop:
+    """The selector thread of one collector; ``open()`` adds a stream's connection.
+
+    Example::
+
+        >>> loop = ReadLoop(handoff_interval=0.05)  # doctest: +SKIP
+        >>> loop.open(url, 8 << 20, actor_ref, 1, Inflight(20_000), threading.Event(), "btc")
+        >>> loop.close()
+    """
+
+    def __init__(self, handoff_interval: float = 0.05, name: str = "dccd:read-loop") -> None:
+        self._interval = handoff_interval
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._arrivals: list[_Watch] = []
+        self._watches: set[_Watch] = set()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # -- any thread ---------------------------------------------------------------------
+    def open(
+        self,
+        url: str,
+        max_frame_bytes: int,
+        ref: pykka.ActorRef[Any],
+        reader_id: int,
+        inflight: Inflight,
+        stop: threading.Event,
+        name: str,
+    ) -> None:
+        """Connect in a thread, tell ``Connected``, then read the socket in the loop."""
+
+        def run() -> None:
+            try:
+                conn = connect(url, max_frame_bytes=max_frame_bytes)
+            except ConnectionLost as exc:
+                _tell(ref, ReaderDied(str(exc), reader_id))
+                return
+            if stop.is_set() or not _tell(ref, Connected(conn, reader_id)):
+                conn.close()
+                return
+            self._arrive(_Watch(conn, ref, reader_id, inflight, stop))
+
+        threading.Thread(target=run, name=f"{name}:connect", daemon=True).start()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the loop and close every connection it still reads."""
+        with self._lock:
+            self._closed = True
+        self._wake()
+        self._thread.join(timeout)
+
+    def _arrive(self, watch: _Watch) -> None:
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._arrivals.append(watch)
+        if closed:
+            watch.conn.close()
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # a full wake-up pipe already means "wake up"
+            self._wake_w.send(b"\0")
+
+    # -- the loop thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        next_handoff = time.monotonic() + self._interval
+        try:
+            while not self._closed:
+                timeout = max(0.0, next_handoff - time.monotonic())
+                for key, _ in self._selector.select(timeout):
+                    if key.data is None:
+                        self._admit()
+                    else:
+                        self._read(key.data)
+                now = time.monotonic()
+                if now >= next_handoff:
+                    next_handoff = now + self._interval
+                    self._hand_off_all()
+        except Exception:  # a bug here must not leave every stream silently unread
+            logger.exception("read loop crashed; every stream reconnects")
+            self._closed = True
+        for watch in list(self._watches):
+            self._drop(watch, ReaderDied("read loop stopped", watch.reader_id))
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _admit(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        with self._lock:
+            arrivals, self._arrivals = self._arrivals, []
+        for watch in arrivals:
+            if not watch.conn.adopt():
+                continue
+            self._watches.add(watch)
+            self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+            self._read(watch)  # TLS may already hold decrypted bytes the selector cannot see
+
+    def _read(self, watch: _Watch) -> None:
+        try:
+            chunks = watch.conn.read_ready()
+        except ConnectionLost as exc:
+            too_large = isinstance(exc, FrameTooLarge)
+            self._drop(watch, ReaderDied(str(exc), watch.reader_id, too_large=too_large))
+            return
+        if not chunks:
+            return
+        watch.chunks.extend(chunks)
+        watch.pending += sum(len(frames) for _, frames in chunks)
+        watch.inflight.last_recv_ns = chunks[-1][0]
+        if watch.pending >= _HANDOFF_FRAMES:
+            self._hand_off(watch)
+            if watch not in self._watches:
+                return
+        if watch.inflight.count + watch.pending > watch.inflight.limit:
+            self._selector.unregister(watch.conn)
+            watch.paused = True
+            watch.inflight.pauses += 1
+
+    def _hand_off_all(self) -> None:
+        for watch in list(self._watches):
+            if watch.stop.is_set():
+                self._drop(watch, None)
+                continue
+            self._hand_off(watch)
+            if watch not in self._watches:
+                continue
+            if watch.paused and watch.inflight.count <= watch.inflight.limit:
+                watch.paused = False
+                self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+                self._read(watch)
+
+    def _hand_off(self, watch: _Watch) -> None:
+        if not watch.chunks:
+            return
+        chunks, watch.chunks = watch.chunks, []
+        watch.inflight.added += watch.pending
+        watch.pending = 0
+        if not _tell(watch.ref, FramesReceived(chunks, watch.reader_id)):
+            self._drop(watch, None)
+
+    def _drop(self, watch: _Watch, died: ReaderDied | None) -> None:
+        """Stop reading a connection: frames read so far first, then the reason, then close."""
+        if watch not in self._watches:
+            return
+        self._watches.discard(watch)
+        if watch.chunks:
+            self._hand_off(watch)
+        if died is not None and not watch.stop.is_set():
+            _tell(watch.ref, died)
+        if not watch.paused:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(watch.conn)
+        watch.conn.release()
+
+
+def _tell(ref: pykka.ActorRef[Any], message: object) -> bool:
+    try:
+        ref.tell(message)
+        return True
+    except pykka.ActorDeadError:
+        return False
