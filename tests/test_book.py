@@ -96,3 +96,21 @@ def test_apply_equals_setting_each_level_in_order(updates: list[tuple[int, float
         level_by_level.best_bid(),
         level_by_level.best_ask(),
     )
+
+
+@given(deltas)
+def test_apply_side_equals_setting_each_level_in_order(
+    updates: list[tuple[int, float, float]],
+) -> None:
+    by_side, level_by_level = OrderBook(), OrderBook()
+    for start in range(0, len(updates), 7):  # messages of up to 7 levels, split by side
+        message = updates[start : start + 7]
+        for side in (BID, ASK):
+            by_side.apply_side(side, [(p, s) for sd, p, s in message if sd == side])
+        for side in (BID, ASK):
+            for sd, price, size in message:
+                if sd == side:
+                    level_by_level.set(side, price, size)
+    assert by_side.top(10_000) == level_by_level.top(10_000)
+    assert by_side.bid_count == level_by_level.bid_count
+    assert by_side.ask_count == level_by_level.ask_count

@@ -10,14 +10,22 @@ a new snapshot while the stream keeps buffering. Recorded frames:
 Buffered events applied after a snapshot are stored with the snapshot's
 ``ts_recv`` (their ``ts_event`` is kept), so ``ts_recv`` never goes backwards
 within a segment.
+
+Speed: frames are first decoded by a typed msgspec decoder (``_Combined``) that checks
+every field and number in C (prices > 0, sizes >= 0, all finite, ids and times in range);
+anything it refuses (other messages, malformed frames) takes the general ``orjson`` path,
+which classifies the problem precisely. Both paths give the same events.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import sys
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, cast
+from typing import Annotated, Any, ClassVar, Final, cast
+
+import msgspec
 
 from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
@@ -57,6 +65,37 @@ def _json_loads() -> Callable[[str], Any]:
 
 
 _loads: Final = _json_loads()
+
+_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
+_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+_Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
+
+
+class _Trade(msgspec.Struct, tag_field="e", tag="trade"):
+    s: str
+    t: _Id
+    p: _Price
+    q: _Price
+    T: _Millis
+    m: bool
+
+
+class _Depth(msgspec.Struct, tag_field="e", tag="depthUpdate"):
+    E: _Millis
+    s: str
+    U: _Id
+    u: _Id
+    b: list[tuple[_Price, _Size]]
+    a: list[tuple[_Price, _Size]]
+
+
+class _Combined(msgspec.Struct):
+    data: _Trade | _Depth
+
+
+# strict=False: Binance quotes its numbers ("p":"43000.01"); msgspec converts them in C
+_decode_typed: Final = msgspec.json.Decoder(_Combined, strict=False).decode
 
 
 class BinanceAdapter(BaseAdapter):
@@ -108,6 +147,19 @@ class BinanceAdapter(BaseAdapter):
     def receive(self, text: str, ts_recv: int) -> list[Event]:
         self.last_recv_ns = ts_recv
         try:
+            data = _decode_typed(text).data
+        except msgspec.MsgspecError:
+            return self._receive_any(text, ts_recv)
+        if data.s != self.symbol:
+            return self._receive_any(text, ts_recv)  # which names the wrong symbol
+        if type(data) is _Trade:  # the hot path: one frame per trade
+            side = -1 if data.m else 1  # buyer is maker: the taker sold
+            return [Trades([(data.T * MS, ts_recv, data.t, b"", data.p, data.q, side, 0)])]
+        return self._depth_typed(cast(_Depth, data), ts_recv, text)
+
+    def _receive_any(self, text: str, ts_recv: int) -> list[Event]:
+        """Every frame the typed decoder refuses: other messages, and malformed ones."""
+        try:
             msg = _loads(text)
         except ValueError:
             raise self._parse_error("not_json", "frame is not JSON", text) from None
@@ -118,7 +170,7 @@ class BinanceAdapter(BaseAdapter):
             raise self._parse_error("unexpected", "data is not an object", text)
         kind = data.get("e")
         try:
-            if kind == "trade":  # the hot path, inline: one frame per trade
+            if kind == "trade":
                 if data["s"] != self.symbol:
                     raise self._parse_error(
                         "wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text
@@ -156,6 +208,24 @@ class BinanceAdapter(BaseAdapter):
         raise self._parse_error("unknown", f"unknown message kind {kind!r}", text)
 
     # -- book -----------------------------------------------------------------------
+    def _depth_typed(self, data: _Depth, ts_recv: int, text: str) -> list[Event]:
+        first, seq, ts_event = data.U, data.u, data.E * MS
+        if not self.book_live or first > seq or first != self._local_id + 1:
+            return self._depth(msgspec.structs.asdict(data), ts_recv, text)  # the rare cases
+        if self._bridged:
+            self.continuity_checks += 1
+        self._bridged = True
+        book = self.book
+        book.apply_side(BID, data.b)
+        book.apply_side(ASK, data.a)
+        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, p, q, 0) for p, q in data.b]
+        rows += [(ts_event, ts_recv, seq, ASK, p, q, 0) for p, q in data.a]
+        if rows:
+            rows[-1] = (*rows[-1][:6], FLAG_LAST)
+        self._local_id = seq
+        self._mark_book(ts_event, ts_recv, seq)
+        return [BookDeltas(rows)]
+
     def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         if data["s"] != self.symbol:
             raise self._parse_error(

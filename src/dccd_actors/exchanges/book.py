@@ -118,6 +118,25 @@ class OrderBook:
             elif asks.pop(price, None) is not None:
                 del ask_keys[bisect_left(ask_keys, -price)]
 
+    def apply_side(self, side: int, levels: Iterable[tuple[float, float]]) -> None:
+        """``set(side, price, size)`` for every ``(price, size)`` of one side, in order.
+
+        The same result as :meth:`apply`, for venues whose messages come split by side.
+        """
+        if self._texts:
+            for price, size in levels:
+                self.set(side, price, size)
+            return
+        sizes, keys = (self._bids, self._bid_keys) if side == BID else (self._asks, self._ask_keys)
+        sign = 1.0 if side == BID else -1.0
+        for price, size in levels:
+            if size:  # not 0.0: insert or modify
+                if price not in sizes:
+                    insort(keys, price * sign)
+                sizes[price] = size
+            elif sizes.pop(price, None) is not None:
+                del keys[bisect_left(keys, price * sign)]
+
     def size_at(self, side: int, price: float) -> float:
         """Size at ``price`` on ``side``, 0.0 when there is no such level."""
         return (self._bids if side == BID else self._asks).get(price, 0.0)
