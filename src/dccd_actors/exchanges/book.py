@@ -24,7 +24,7 @@ Example::
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
@@ -37,6 +37,10 @@ ASK: Final = -1
 Texts = tuple[str, str]
 """(price_text, size_text) stored per price where a venue sends them."""
 _NO_TEXT: Final[Texts] = ("", "")
+WireLevel = tuple[float, float] | tuple[float, float, str, str]
+"""``(price, size)``, optionally followed by more fields of the venue's level array."""
+WireTexts = tuple[str, str] | tuple[str, str, str, str]
+"""``(price_text, size_text)``, optionally followed by more fields of the venue's level array."""
 
 
 class OrderBook:
@@ -137,6 +141,32 @@ class OrderBook:
             elif sizes.pop(price, None) is not None:
                 del keys[bisect_left(keys, price * sign)]
 
+    def apply_side_texts(
+        self,
+        side: int,
+        levels: Sequence[WireLevel],
+        texts: Sequence[WireTexts],
+    ) -> None:
+        """:meth:`apply_side` keeping each level's wire texts (``texts[i][:2]``) for checksums.
+
+        ``levels[i][:2]`` is ``(price, size)``; the same result as ``set(side, price, size,
+        price_text, size_text)`` level by level.
+        """
+        sizes, keys = (self._bids, self._bid_keys) if side == BID else (self._asks, self._ask_keys)
+        sign = 1.0 if side == BID else -1.0
+        book_texts = self._texts
+        for level, text in zip(levels, texts, strict=True):
+            price, size = level[0], level[1]
+            key = price * sign
+            if size:  # not 0.0: insert or modify
+                if price not in sizes:
+                    insort(keys, key)
+                sizes[price] = size
+                book_texts[key] = (text[0], text[1])
+            elif sizes.pop(price, None) is not None:
+                del keys[bisect_left(keys, key)]
+                book_texts.pop(key, None)
+
     def size_at(self, side: int, price: float) -> float:
         """Size at ``price`` on ``side``, 0.0 when there is no such level."""
         return (self._bids if side == BID else self._asks).get(price, 0.0)
@@ -193,10 +223,10 @@ class OrderBook:
 
     def top_text(self, n: int) -> tuple[list[Texts], list[Texts]]:
         """The best ``n`` levels per side as the exact wire texts, best first."""
-        texts = self._texts
+        texts = self._texts  # keyed like the key lists: bid price, negated ask price
         return (
-            [texts.get(p, _NO_TEXT) for p in self.bid_prices(n)],
-            [texts.get(-p, _NO_TEXT) for p in self.ask_prices(n)],
+            [texts.get(key, _NO_TEXT) for key in self._bid_keys[-1 : -n - 1 : -1]],
+            [texts.get(key, _NO_TEXT) for key in self._ask_keys[-1 : -n - 1 : -1]],
         )
 
     def truncate(self, depth: int) -> None:
