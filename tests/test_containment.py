@@ -72,11 +72,12 @@ def test_a_slow_consumer_stops_reading_and_the_venue_dropping_it_is_a_gap(tmp_pa
         min_backoff=0.05, max_backoff=0.1, max_inflight_frames=5, stale_timeout=30
     )
     padding = json.dumps(
-        {"stream": "btcusdt@kline_1m", "data": {"e": "kline", "pad": "x" * 100_000}}
+        {"stream": "btcusdt@kline_1m", "data": {"e": "kline", "pad": "x" * 1_000_000}}
     )
     with FakeBinance(["BTC/USDT"], seed=73, send_timeout=0.5) as fake:
         job = StreamJob("binance", ["BTC/USDT"], ["trades"], url=fake.url)
-        c = Collector(config(tmp_path, [job], policy=policy), stream_slow_down=1.0).start()
+        # every batch takes 1.5 s, longer than the venue waits on a blocked send (0.5 s)
+        c = Collector(config(tmp_path, [job], policy=policy), stream_slow_down=1.5).start()
         try:
             wait_until(lambda: c.status()[0].trades > 0, timeout=20)
             deadline = time.monotonic() + 30

@@ -114,6 +114,8 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recording:
                 _more_trades(fake)
                 truths += [_sample(fake, path, p) for p in PAIRS]
                 collector.seal_now()
+            # the outage must start after the samples: a gap starts at the last data received
+            wait_until(lambda: all(_stored_seq(path, t.pair) > t.seq for t in truths[-2:]))
             before = fake.connection_count
             fake.drop_connections()
             wait_until(lambda: fake.connection_count >= before + 2)

@@ -222,7 +222,7 @@ class RestartPolicy:
     connects_per_second: int = 5
     backlog_warning: int = 1000
     max_inflight_frames: int = 20_000  # per stream; above it the reader stops reading
-    handoff_interval: float = 0.05  # frames read are handed to each stream at most this often
+    handoff_interval: float = 0.1  # frames read are handed to each stream at most this often
 
     def __post_init__(self) -> None:
         for f in fields(self):

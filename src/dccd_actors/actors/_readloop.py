@@ -22,6 +22,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ __all__ = ["Inflight", "ReadLoop"]
 logger = logging.getLogger(__name__)
 
 _HANDOFF_FRAMES: Final = 2_000  # hand over early when this many frames wait (bounded batches)
+_RESUME_READS: Final = 64  # socket reads at most when a paused stream resumes
 
 
 class Inflight:
@@ -50,6 +52,7 @@ class Inflight:
         self.finished = 0  # written by the actor thread only
         self.pauses = 0  # times reading stopped because the actor was behind
         self.last_recv_ns = 0  # written by the loop: the watchdog judges receipt, not backlog
+        self.on_room: Callable[[], None] | None = None  # set by the loop while reading is paused
 
     @property
     def count(self) -> int:
@@ -57,6 +60,9 @@ class Inflight:
 
     def done(self, n: int) -> None:
         self.finished += n
+        on_room = self.on_room
+        if on_room is not None and self.added - self.finished <= self.limit:
+            on_room()  # only while paused: wake the loop so that reading resumes at once
 
 
 @dataclass(eq=False)
@@ -76,12 +82,12 @@ class ReadLoop:
 
     Example::
 
-        >>> loop = ReadLoop(handoff_interval=0.05)  # doctest: +SKIP
+        >>> loop = ReadLoop(handoff_interval=0.1)  # doctest: +SKIP
         >>> loop.open(url, 8 << 20, actor_ref, 1, Inflight(20_000), threading.Event(), "btc")
         >>> loop.close()
     """
 
-    def __init__(self, handoff_interval: float = 0.05, name: str = "dccd:read-loop") -> None:
+    def __init__(self, handoff_interval: float = 0.1, name: str = "dccd:read-loop") -> None:
         self._interval = handoff_interval
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -172,6 +178,8 @@ class ReadLoop:
                 pass
         with self._lock:
             arrivals, self._arrivals = self._arrivals, []
+        for watch in [w for w in self._watches if w.paused]:  # woken by Inflight.on_room?
+            self._resume(watch)
         for watch in arrivals:
             if not watch.conn.adopt():
                 continue
@@ -199,6 +207,7 @@ class ReadLoop:
             self._selector.unregister(watch.conn)
             watch.paused = True
             watch.inflight.pauses += 1
+            watch.inflight.on_room = self._wake
 
     def _hand_off_all(self) -> None:
         for watch in list(self._watches):
@@ -206,12 +215,23 @@ class ReadLoop:
                 self._drop(watch, None)
                 continue
             self._hand_off(watch)
-            if watch not in self._watches:
-                continue
-            if watch.paused and watch.inflight.count <= watch.inflight.limit:
-                watch.paused = False
-                self._selector.register(watch.conn, selectors.EVENT_READ, watch)
-                self._read(watch)
+            if watch in self._watches:
+                self._resume(watch)
+
+    def _resume(self, watch: _Watch) -> None:
+        """Read a paused stream again once its actor has room; what is read goes at once."""
+        if not watch.paused or watch.inflight.count > watch.inflight.limit:
+            return
+        watch.paused = False
+        watch.inflight.on_room = None
+        self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+        for _ in range(_RESUME_READS):  # what the kernel held meanwhile, up to the limit again
+            pending = watch.pending
+            self._read(watch)
+            if watch.paused or watch.pending == pending or watch not in self._watches:
+                break
+        if watch in self._watches:
+            self._hand_off(watch)
 
     def _hand_off(self, watch: _Watch) -> None:
         if not watch.chunks:

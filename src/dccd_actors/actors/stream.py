@@ -46,6 +46,7 @@ from dccd_actors.exchanges._base import (
     FetchSnapshot,
     Reconnect,
     Send,
+    TradeRow,
     Trades,
     VenueError,
     from_the_future,
@@ -89,7 +90,7 @@ class StreamActor(pykka.ThreadingActor):
         policy: RestartPolicy,
         flush_interval: float,
         pending_gap: PendingGap | None = None,
-        tick_interval: float = 0.25,
+        tick_interval: float = 0.5,
         raw: bool = False,
         rotation: str = "daily",
         adapter: BaseAdapter | None = None,
@@ -256,6 +257,9 @@ class StreamActor(pykka.ThreadingActor):
         self._release(sum(len(frames) for _, frames in message.chunks))
         if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
             self._flush()
+        # while frames flow, hand-offs (every policy.handoff_interval) keep flushes and book
+        # samples on time; the slower ticker only has to cover quiet streams
+        self._due_work(time.time_ns())
 
     def _on_read(self, stamp: int, frames: list[str | bytes]) -> None:
         ts_recv = self._monotonic(stamp)
@@ -264,15 +268,24 @@ class StreamActor(pykka.ThreadingActor):
         counters.last_frame_ns = ts_recv
         receive = self.adapter.receive
         journal = self._journal
-        for frame in frames:
+        for frame in frames:  # the hot loop: what _guarded does, inline
             if journal is not None:
                 journal.frame(ts_recv, frame)
-            if isinstance(frame, bytes):
+            if type(frame) is not str:
                 counters.count_malformed("binary", repr(frame[:200]))
                 continue
-            self._guarded(lambda f=frame: receive(f, ts_recv), frame, ts_recv)
-            if self._exited:
-                return
+            try:
+                events = receive(frame, ts_recv)
+            except ParseError as exc:
+                counters.count_malformed(exc.kind, exc.excerpt)
+                continue
+            except Exception as exc:
+                counters.count_malformed("adapter_error", f"{exc!r} on {frame[:160]!r}")
+                continue
+            if events:
+                self._dispatch(events, ts_recv)
+                if self._exited:
+                    return
 
     def _monotonic(self, ts_recv: int) -> int:
         """Receive times never go backwards within a stream (readers bisect on them): the
@@ -301,14 +314,10 @@ class StreamActor(pykka.ThreadingActor):
 
     def _dispatch(self, events: list[Event], ts_recv: int) -> None:
         for event in events:
+            if type(event) is Trades:  # the common case first, without a match
+                self._on_trades(event.rows, ts_recv)
+                continue
             match event:
-                case Trades(rows=rows):
-                    if from_the_future(rows, ts_recv):
-                        self.counters.count_malformed("future_timestamp", repr(rows[0]))
-                        continue
-                    self._trades.extend(rows)
-                    self.counters.last_data_ns = ts_recv
-                    self._close_pending_gap(ts_recv, book_event=False)
                 case BookDeltas(rows=rows):
                     if from_the_future(rows, ts_recv):
                         # the book moved, so the rows are kept; the implausible venue time is not
@@ -334,6 +343,15 @@ class StreamActor(pykka.ThreadingActor):
                     return
                 case VenueError(message=text):
                     self.counters.note_venue_error(text)
+
+    def _on_trades(self, rows: list[TradeRow], ts_recv: int) -> None:
+        if from_the_future(rows, ts_recv):
+            self.counters.count_malformed("future_timestamp", repr(rows[0]))
+            return
+        self._trades.extend(rows)
+        self.counters.last_data_ns = ts_recv
+        if self._open_gap is not None:
+            self._close_pending_gap(ts_recv, book_event=False)
 
     def _close_pending_gap(self, end_ns: int, *, book_event: bool) -> None:
         if self._open_gap is None or (not book_event and "book" in self.job.channels):
@@ -370,14 +388,20 @@ class StreamActor(pykka.ThreadingActor):
             return
         if now >= self._next_rotation_ns:
             self._checkpoint(now)
-        if "book" in self.job.channels and now >= self._next_snapshot_ns:
+        self._due_work(now)
+        if self._held:
+            self._release(0)
+        self._heartbeat(now)
+
+    def _due_work(self, now: int) -> None:
+        """The book sample of each ``time_step`` and the flush of each ``flush_interval``."""
+        if self._exited:
+            return
+        if now >= self._next_snapshot_ns and "book" in self.job.channels:
             self._sample_book(now)
             self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
         if now - self._last_flush_ns >= self._flush_ns:
             self._flush()
-        if self._held:
-            self._release(0)
-        self._heartbeat(now)
 
     def _keepalive(self, now: int) -> None:
         # a slow consumer is not a silent venue: frames read but not yet processed count too
@@ -452,6 +476,7 @@ class StreamActor(pykka.ThreadingActor):
         if now - self._last_heartbeat_ns < _HEARTBEAT_NS:
             return
         self._last_heartbeat_ns = now
-        self.counters.book_live = self.adapter.book_live
+        # the adapter outlives generations: until this one has connected, its flag is stale
+        self.counters.book_live = self._conn is not None and self.adapter.book_live
         with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(Heartbeat(self.key, self.gen, self.counters.snapshot()))
