@@ -151,28 +151,22 @@ class ReadLoop:
     # -- the loop thread ------------------------------------------------------------------
     def _run(self) -> None:
         next_handoff = time.monotonic() + self._interval
-        try:
-            while not self._closed:
-                timeout = max(0.0, next_handoff - time.monotonic())
-                for key, _ in self._selector.select(timeout):
-                    if key.data is None:
-                        self._admit()
-                    else:
-                        self._read(key.data)
-                now = time.monotonic()
-                if now >= next_handoff:
-                    next_handoff = now + self._interval
-                    self._hand_off_all()
-        except Exception:  # a bug here must not leave every stream silently unread
-            logger.exception("read loop crashed; every stream reconnects")
-            self._closed = True
+        while not self._closed:
+            timeout = max(0.0, next_handoff - time.monotonic())
+            for key, _ in self._selector.select(timeout):
+                self._guarded(self._admit if key.data is None else self._read, key.data)
+            now = time.monotonic()
+            if now >= next_handoff:
+                next_handoff = now + self._interval
+                for watch in list(self._watches):
+                    self._guarded(self._hand_off_due, watch)
         for watch in list(self._watches):
             self._drop(watch, ReaderDied("read loop stopped", watch.reader_id))
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
-    def _admit(self) -> None:
+    def _admit(self, _: object = None) -> None:
         with contextlib.suppress(OSError):
             while self._wake_r.recv(4096):
                 pass
@@ -184,10 +178,12 @@ class ReadLoop:
             if not watch.conn.adopt():
                 continue
             self._watches.add(watch)
-            self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+            self._register(watch)
             self._read(watch)  # TLS may already hold decrypted bytes the selector cannot see
 
     def _read(self, watch: _Watch) -> None:
+        if watch not in self._watches:  # dropped earlier in this round of the selector
+            return
         try:
             chunks = watch.conn.read_ready()
         except ConnectionLost as exc:
@@ -204,19 +200,29 @@ class ReadLoop:
             if watch not in self._watches:
                 return
         if watch.inflight.count + watch.pending > watch.inflight.limit:
-            self._selector.unregister(watch.conn)
+            self._unregister(watch)
             watch.paused = True
             watch.inflight.pauses += 1
             watch.inflight.on_room = self._wake
 
-    def _hand_off_all(self) -> None:
-        for watch in list(self._watches):
-            if watch.stop.is_set():
-                self._drop(watch, None)
-                continue
-            self._hand_off(watch)
-            if watch in self._watches:
-                self._resume(watch)
+    def _guarded(self, step: Callable[[Any], None], watch: _Watch | None) -> None:
+        """One step for one stream; a bug in it ends that stream's connection, not the loop."""
+        try:
+            step(watch)
+        except Exception as exc:
+            logger.exception("read loop: unexpected error")
+            if watch is not None and watch in self._watches:
+                self._drop(watch, ReaderDied(f"read loop error: {exc!r}", watch.reader_id))
+
+    def _hand_off_due(self, watch: _Watch) -> None:
+        if watch not in self._watches:
+            return
+        if watch.stop.is_set():
+            self._drop(watch, None)
+            return
+        self._hand_off(watch)
+        if watch in self._watches:
+            self._resume(watch)
 
     def _resume(self, watch: _Watch) -> None:
         """Read a paused stream again once its actor has room; what is read goes at once."""
@@ -224,7 +230,7 @@ class ReadLoop:
             return
         watch.paused = False
         watch.inflight.on_room = None
-        self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+        self._register(watch)
         for _ in range(_RESUME_READS):  # what the kernel held meanwhile, up to the limit again
             pending = watch.pending
             self._read(watch)
@@ -252,9 +258,15 @@ class ReadLoop:
         if died is not None and not watch.stop.is_set():
             _tell(watch.ref, died)
         if not watch.paused:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(watch.conn)
+            self._unregister(watch)
         watch.conn.release()
+
+    def _register(self, watch: _Watch) -> None:
+        self._selector.register(watch.conn, selectors.EVENT_READ, watch)
+
+    def _unregister(self, watch: _Watch) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(watch.conn)
 
 
 def _tell(ref: pykka.ActorRef[Any], message: object) -> bool:
