@@ -114,7 +114,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recording:
                 _more_trades(fake)
                 truths += [_sample(fake, path, p) for p in PAIRS]
                 collector.seal_now()
-            # the outage must start after the samples: a gap starts at the last data received
+            # each fault must come after fresh data: a gap starts at the last data received
             wait_until(lambda: all(_stored_seq(path, t.pair) > t.seq for t in truths[-2:]))
             before = fake.connection_count
             fake.drop_connections()
@@ -123,6 +123,7 @@ def rec(tmp_path_factory: pytest.TempPathFactory) -> Recording:
             _more_trades(fake)
             truths += [_sample(fake, path, p) for p in PAIRS]
             collector.seal_now()
+            wait_until(lambda: all(_stored_seq(path, t.pair) > t.seq for t in truths[-2:]))
             fake.skip_sequence(BTC, 3)
             wait_until(lambda: {r.pair: r.resyncs for r in collector.status()}[BTC] == 1)
             wait_until(lambda: all(r.book_live for r in collector.status()))

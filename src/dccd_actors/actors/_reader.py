@@ -12,7 +12,7 @@ import pykka
 
 from dccd_actors.actors.messages import SnapshotFailed, SnapshotFetched, Tick
 
-__all__ = ["start_fetch", "start_ticker"]
+__all__ = ["start_fetch", "start_ticker", "tell_unless_dead"]
 
 _REST_TIMEOUT_S: Final = 10.0
 
@@ -24,7 +24,7 @@ def start_ticker(
 
     def run() -> None:
         while not stop.wait(interval):
-            if not _tell(ref, Tick()):
+            if not tell_unless_dead(ref, Tick()):
                 return
 
     thread = threading.Thread(target=run, name=name, daemon=True)
@@ -43,14 +43,15 @@ def start_fetch(
         try:
             with urllib.request.urlopen(url, timeout=_REST_TIMEOUT_S) as response:
                 body = response.read().decode("utf-8")
-            _tell(ref, SnapshotFetched(body, time.time_ns(), fetch_id))
+            tell_unless_dead(ref, SnapshotFetched(body, time.time_ns(), fetch_id))
         except (urllib.error.URLError, OSError, UnicodeDecodeError, ValueError) as exc:
-            _tell(ref, SnapshotFailed(f"GET {url}: {exc}", fetch_id))
+            tell_unless_dead(ref, SnapshotFailed(f"GET {url}: {exc}", fetch_id))
 
     threading.Thread(target=run, name=f"fetch-{fetch_id}", daemon=True).start()
 
 
-def _tell(ref: pykka.ActorRef[Any], message: object) -> bool:
+def tell_unless_dead(ref: pykka.ActorRef[Any], message: object) -> bool:
+    """``ref.tell(message)``; False instead of ``ActorDeadError`` when the actor has stopped."""
     try:
         ref.tell(message)
         return True

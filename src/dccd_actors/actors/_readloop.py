@@ -29,6 +29,7 @@ from typing import Any, Final
 import pykka
 
 from dccd_actors._ws import Chunk, Connection, FrameTooLarge, connect
+from dccd_actors.actors._reader import tell_unless_dead
 from dccd_actors.actors.messages import Connected, FramesReceived, ReaderDied
 from dccd_actors.errors import ConnectionLost
 
@@ -118,9 +119,9 @@ class ReadLoop:
             try:
                 conn = connect(url, max_frame_bytes=max_frame_bytes)
             except ConnectionLost as exc:
-                _tell(ref, ReaderDied(str(exc), reader_id))
+                tell_unless_dead(ref, ReaderDied(str(exc), reader_id))
                 return
-            if stop.is_set() or not _tell(ref, Connected(conn, reader_id)):
+            if stop.is_set() or not tell_unless_dead(ref, Connected(conn, reader_id)):
                 conn.close()
                 return
             self._arrive(_Watch(conn, ref, reader_id, inflight, stop))
@@ -245,7 +246,7 @@ class ReadLoop:
         chunks, watch.chunks = watch.chunks, []
         watch.inflight.added += watch.pending
         watch.pending = 0
-        if not _tell(watch.ref, FramesReceived(chunks, watch.reader_id)):
+        if not tell_unless_dead(watch.ref, FramesReceived(chunks, watch.reader_id)):
             self._drop(watch, None)
 
     def _drop(self, watch: _Watch, died: ReaderDied | None) -> None:
@@ -256,7 +257,7 @@ class ReadLoop:
         if watch.chunks:
             self._hand_off(watch)
         if died is not None and not watch.stop.is_set():
-            _tell(watch.ref, died)
+            tell_unless_dead(watch.ref, died)
         if not watch.paused:
             self._unregister(watch)
         watch.conn.release()
@@ -267,11 +268,3 @@ class ReadLoop:
     def _unregister(self, watch: _Watch) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(watch.conn)
-
-
-def _tell(ref: pykka.ActorRef[Any], message: object) -> bool:
-    try:
-        ref.tell(message)
-        return True
-    except pykka.ActorDeadError:
-        return False

@@ -14,16 +14,15 @@ import threading
 import time
 from typing import Any, Final
 
-import numpy as np
 import pykka
 
 from dccd_actors import _ws
 from dccd_actors.actors._journal import Journal
 from dccd_actors.actors._reader import start_fetch, start_ticker
 from dccd_actors.actors._readloop import Inflight, ReadLoop
+from dccd_actors.actors._rowbuffer import RowBuffer
 from dccd_actors.actors._streamstate import StreamCounters
 from dccd_actors.actors.messages import (
-    Append,
     ChildExited,
     Connected,
     FramesReceived,
@@ -50,9 +49,7 @@ from dccd_actors.exchanges._base import (
     Trades,
     VenueError,
     from_the_future,
-    snapshot_row,
 )
-from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.segment import SegmentInfo
 from dccd_actors.storage.writer import period_end_ns
 
@@ -121,10 +118,7 @@ class StreamActor(pykka.ThreadingActor):
         self._stop_threads = threading.Event()
         self._inflight = Inflight(policy.max_inflight_frames)
         self._conn: _ws.Connection | None = None
-        self._trades: list[tuple[Any, ...]] = []
-        self._deltas: list[tuple[Any, ...]] = []
-        self._snapshots: list[tuple[Any, ...]] = []
-        self._gaps: list[tuple[int, int, str, str]] = []
+        self._rows = RowBuffer(self.key, self.info, job.depth, self._journal)
         self._fetch_id = 0
         self._held = 0
         self._slow_down = slow_down  # fault injection: seconds added to every batch of frames
@@ -183,7 +177,7 @@ class StreamActor(pykka.ThreadingActor):
             self._conn.close()
         if self._open_gap is not None:
             start, cause, detail = self._open_gap
-            self._add_gap((start, time.time_ns(), cause, detail + " (still open at stop)"))
+            self._rows.add_gap((start, time.time_ns(), cause, detail + " (still open at stop)"))
             self._open_gap = None
         self._flush()
 
@@ -255,7 +249,7 @@ class StreamActor(pykka.ThreadingActor):
             if self._exited:
                 break
         self._release(sum(len(frames) for _, frames in message.chunks))
-        if len(self._deltas) + len(self._trades) > _MAX_BUFFERED_ROWS:
+        if self._rows.rows > _MAX_BUFFERED_ROWS:
             self._flush()
         # while frames flow, hand-offs (every policy.handoff_interval) keep flushes and book
         # samples on time; the slower ticker only has to cover quiet streams
@@ -323,7 +317,7 @@ class StreamActor(pykka.ThreadingActor):
                         # the book moved, so the rows are kept; the implausible venue time is not
                         self.counters.count_malformed("future_timestamp", repr(rows[-1]))
                         rows = [(-1, *row[1:]) for row in rows]
-                    self._deltas.extend(rows)
+                    self._rows.deltas.extend(rows)
                     self.counters.last_data_ns = ts_recv
                 case Send(text=text):
                     self._send(text)
@@ -348,7 +342,7 @@ class StreamActor(pykka.ThreadingActor):
         if from_the_future(rows, ts_recv):
             self.counters.count_malformed("future_timestamp", repr(rows[0]))
             return
-        self._trades.extend(rows)
+        self._rows.trades.extend(rows)
         self.counters.last_data_ns = ts_recv
         if self._open_gap is not None:
             self._close_pending_gap(ts_recv, book_event=False)
@@ -357,7 +351,7 @@ class StreamActor(pykka.ThreadingActor):
         if self._open_gap is None or (not book_event and "book" in self.job.channels):
             return
         start, cause, detail = self._open_gap
-        self._add_gap((start, max(end_ns, start), cause, detail))
+        self._rows.add_gap((start, max(end_ns, start), cause, detail))
         self.counters.gaps += 1
         self._open_gap = None
 
@@ -398,7 +392,7 @@ class StreamActor(pykka.ThreadingActor):
         if self._exited:
             return
         if now >= self._next_snapshot_ns and "book" in self.job.channels:
-            self._sample_book(now)
+            self.counters.snapshots += self._rows.sample_book(self.adapter, now)
             self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
         if now - self._last_flush_ns >= self._flush_ns:
             self._flush()
@@ -421,55 +415,23 @@ class StreamActor(pykka.ThreadingActor):
         """At a rotation boundary: flush the old rows, then start the new segment with the book."""
         self._next_rotation_ns = period_end_ns(now, self._rotation)
         self._flush()
-        if self._journal is not None:
-            self._journal.checkpoint(now)
-        self._deltas.extend(self.adapter.checkpoint_rows(now))
+        self._rows.checkpoint(self.adapter, now)
         self._flush()
-
-    def _sample_book(self, now: int) -> None:
-        if self._journal is not None:
-            self._journal.sample(now)
-        top = self.adapter.book_top(self.job.depth)
-        if top is not None:
-            self._snapshots.append(snapshot_row(top, now, self.job.depth))
-            self.counters.snapshots += 1
-
-    def _add_gap(self, row: tuple[int, int, str, str]) -> None:
-        self._gaps.append(row)
-        if self._journal is not None:
-            self._journal.gap(row)
 
     def _flush(self) -> None:
         self._last_flush_ns = time.time_ns()
-        journal = self._journal.drain() if self._journal is not None else None
-        if not (self._trades or self._deltas or self._snapshots or self._gaps or journal):
+        message = self._rows.take()
+        if message is None:
             return
-        message = Append(
-            self.key,
-            self.info,
-            trades=trades_array(self._trades) if self._trades else None,
-            book_deltas=deltas_array(self._deltas) if self._deltas else None,
-            book_snapshots=np.array(self._snapshots, dtype=book_snapshot_dtype(self.job.depth))
-            if self._snapshots
-            else None,
-            gaps=gaps_array(self._gaps) if self._gaps else None,
-            journal=journal or None,
-        )
-        self.counters.record_batch(self._last_flush_ns, message.trades, message.book_deltas)
-        self.counters.trades += len(self._trades)
-        self.counters.book_rows += len(self._deltas)
-        self._trades, self._deltas, self._snapshots, self._gaps = [], [], [], []
         try:
             self.storage.tell(message)
         except pykka.ActorDeadError:
             self.counters.note_error("storage is not running; batch kept for the next flush")
-            self._restore(message)
-
-    def _restore(self, message: Append) -> None:
-        for name, buffer in (("trades", self._trades), ("book_deltas", self._deltas)):
-            arr = getattr(message, name)
-            if arr is not None:
-                buffer[:0] = [tuple(row) for row in arr.tolist()]
+            self._rows.put_back(message)
+            return
+        self.counters.record_batch(self._last_flush_ns, message.trades, message.book_deltas)
+        self.counters.trades += 0 if message.trades is None else len(message.trades)
+        self.counters.book_rows += 0 if message.book_deltas is None else len(message.book_deltas)
 
     def _heartbeat(self, now: int) -> None:
         """At most every 0.25 s: counters to the manager (status must not cost the hot path)."""
