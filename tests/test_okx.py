@@ -580,3 +580,25 @@ def test_e2e_a_reconnect_stores_no_trade_twice(tmp_path: Path) -> None:
         wait_until(lambda: all(len(fake.sent_trades[p]) > 30 for p in E2E_PAIRS))
         _settle(fake, tmp_path)
     _assert_stored_equals_fake(tmp_path, fake)
+
+
+def test_a_new_run_does_not_store_the_replayed_latest_trade_again(tmp_path: Path) -> None:
+    """OKX pushes its latest trade on every subscribe; a restarted process must skip it."""
+    with FakeOkx([PAIR], seed=31) as venue:
+        job = StreamJob("okx", [PAIR], ["trades"], url=venue.url)
+        for _run in range(2):  # the second run subscribes after the first stored everything
+            with Collector(config(tmp_path, [job])) as c:
+                wait_until(lambda: c.status()[0].trades > 3, timeout=20)
+                venue.pause()  # the last trade of this run is the one the next subscribe replays
+                wait_until(lambda: _stored(tmp_path) == _sent(venue), timeout=10)
+            venue.resume()
+    ids = _stored(tmp_path)
+    assert len(ids) > 6 and ids == sorted(set(ids)) == _sent(venue)
+
+
+def _stored(path: Path) -> list[int]:
+    return [int(i) for i in open_store(path).trades("okx", PAIR)["trade_id"]]
+
+
+def _sent(venue: FakeOkx) -> list[int]:
+    return sorted({t.trade_id for t in venue.sent_trades[PAIR]})

@@ -39,6 +39,7 @@ from dccd_actors.actors.sync import SyncActor
 from dccd_actors.config import CollectorConfig, StreamJob
 from dccd_actors.exchanges._base import BaseAdapter
 from dccd_actors.storage.layout import META_DIR
+from dccd_actors.storage.reader import Store
 
 __all__ = ["AddStream", "ManagerActor", "StopChildren"]
 
@@ -118,9 +119,16 @@ class ManagerActor(pykka.ThreadingActor):
         self.alerter = Alerter(config.alerts)
         self._metrics_path = Path(config.storage.local_path) / META_DIR / "metrics.json"
         self._next_health = 0.0
+        self._stored_trades: dict[StreamKey, int | None] = {}
 
     # -- lifecycle ------------------------------------------------------------------
     def on_start(self) -> None:
+        # before storage starts sealing what a crash left, while nothing writes the folder
+        self._stored_trades = {
+            (job.exchange, pair): self._last_stored_trade(job.exchange, pair)
+            for job in self.config.stream_jobs
+            for pair in job.pairs
+        }
         self._start_storage()
         self._start_sync()
         for job in self.config.stream_jobs:
@@ -171,19 +179,38 @@ class ManagerActor(pykka.ThreadingActor):
             if key in self.children and self.children[key].state not in ("stopped", "stop_timeout"):
                 raise ValueError(f"stream {job.exchange} {pair} is already being collected")
             self.children[key] = _Child(
-                key, job, Backoff(self.policy, self.rng), make_adapter(job, pair)
+                key, job, Backoff(self.policy, self.rng), self._new_adapter(job, pair)
             )
             self._start_stream(self.children[key])
             added.append(key)
         return added
 
     # -- streams --------------------------------------------------------------------
+    def _new_adapter(self, job: StreamJob, pair: str) -> BaseAdapter:
+        """An adapter that knows the newest trade already stored, so venue replays are skipped."""
+        adapter = make_adapter(job, pair)
+        key = (job.exchange, pair)
+        if key in self._stored_trades:  # read at start, before storage ran
+            last = self._stored_trades.pop(key)
+        else:  # a stream added at run time, or a fresh adapter for a hung generation
+            last = self._last_stored_trade(*key)
+        if last is not None and "trades" in job.channels:
+            adapter.resume_trades(last)
+        return adapter
+
+    def _last_stored_trade(self, exchange: str, pair: str) -> int | None:
+        try:
+            return Store(self.config.storage.local_path).last_trade_id(exchange, pair)
+        except OSError as exc:
+            logger.warning("%s %s: stored trades unreadable (%s)", exchange, pair, exc)
+            return None
+
     def _start_stream(self, child: _Child) -> None:
         if child.previous is not None and child.previous.is_alive():
             # never two generations on one adapter; a hung one gets a fresh adapter instead
             if time.monotonic() - child.start_at < self.policy.stop_timeout:
                 return
-            child.adapter = make_adapter(child.job, child.key[1])
+            child.adapter = self._new_adapter(child.job, child.key[1])
         child.previous = None
         if self.storage is None or not self._may_connect(child.key[0]):
             child.state, child.start_at = "backoff", time.monotonic() + 0.2

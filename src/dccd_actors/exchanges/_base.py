@@ -227,6 +227,13 @@ class BaseAdapter:
         """Called about once a second; returns application pings where the venue wants them."""
         return []
 
+    def resume_trades(self, last_trade_id: int) -> None:
+        """Trades up to ``last_trade_id`` are already stored (by an earlier run).
+
+        Called once, before the first connection of a run. Venues that replay recent trades
+        when a connection subscribes skip those; the others need nothing.
+        """
+
     def book_top(self, depth: int) -> BookTop | None:
         """The top ``depth`` levels of the book, or None while it is not trusted."""
         if not self.book_live:

@@ -201,6 +201,10 @@ class OkxAdapter(BaseAdapter):
         return adapter
 
     # -- the contract -----------------------------------------------------------------
+    def resume_trades(self, last_trade_id: int) -> None:
+        """OKX replays its latest trade on every subscribe; a new run skips what is stored."""
+        self._last_trade_id = max(self._last_trade_id, last_trade_id)
+
     def url(self) -> str:
         return self.base_url + PUBLIC_PATH
 

@@ -216,6 +216,27 @@ class Store:
             if lo is None or i + 1 == len(listed) or listed[i + 1][0].start_ns + _NEXT_SLACK > lo
         ]
 
+    def last_trade_id(self, exchange: str, pair: str) -> int | None:
+        """The id of the newest stored trade of a stream (None when there is none).
+
+        Reads one row of the newest segment holding trades; a segment that cannot be opened
+        (a live file a crash left behind, not sealed yet) is passed over.
+
+        Example::
+
+            >>> store.last_trade_id("okx", "BTC/USDT")  # doctest: +SKIP
+            338476309
+        """
+        for path in reversed(self.segments(exchange, pair)):
+            try:
+                with open_h5(path) as f:
+                    trades = f.get("trades")
+                    if trades is not None and len(trades):
+                        return int(trades[len(trades) - 1]["trade_id"])
+            except (OSError, KeyError, ValueError):
+                continue
+        return None
+
     def trades(
         self, exchange: str, pair: str, start: TimeLike = None, end: TimeLike = None
     ) -> Records:
