@@ -32,6 +32,7 @@ _READ_CHUNK: Final = 256 * 1024
 _MIN_ROOM: Final = 64 * 1024  # compact the buffer when less than this is free at its end
 _SEND_TIMEOUT_S: Final = 10.0
 _CLOSE_SEND_TIMEOUT_S: Final = 0.2
+_FINISH_FRAME_S: Final = 0.2  # the most a frame already begun may wait to be finished
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _WOULD_BLOCK: Final = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -107,15 +108,16 @@ class Connection:
         """Send a protocol-level PING frame."""
         self._send_frame(payload, OP_PING, _SEND_TIMEOUT_S)
 
-    def close(self) -> None:
-        """Send a close frame (best effort) and shut the socket down; idempotent."""
+    def close(self, wait: float = _CLOSE_SEND_TIMEOUT_S) -> None:
+        """Send a close frame (best effort, for up to ``wait`` s) and shut the socket down;
+        idempotent."""
         with self._state_lock:
             if self._closing:
                 return
             self._closing = True
             adopted = self._adopted
         with contextlib.suppress(ConnectionLost):
-            self._send_frame(struct.pack("!H", 1000), OP_CLOSE, _CLOSE_SEND_TIMEOUT_S)
+            self._send_frame(struct.pack("!H", 1000), OP_CLOSE, wait)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)  # a loop waiting on the socket wakes at once
         if not adopted:
@@ -191,18 +193,36 @@ class Connection:
         return True
 
     def _send_frame(self, payload: bytes, opcode: int, timeout: float) -> None:
-        data = memoryview(websocket.ABNF.create_frame(payload, opcode).format())
-        deadline = time.monotonic() + timeout
-        with self._send_lock:
+        """Send one frame whole, waiting up to ``timeout`` s for the lock and for room.
+
+        The read loop replies (pongs, close) with ``timeout`` 0: it never waits behind a send
+        that a venue which stopped reading holds up, so the other streams are not delayed.
+        A frame once started is always finished (a half frame would corrupt the stream).
+        """
+        frame = memoryview(websocket.ABNF.create_frame(payload, opcode).format())
+        locked = (
+            self._send_lock.acquire(timeout=timeout)
+            if timeout > 0
+            else self._send_lock.acquire(False)
+        )
+        if not locked:
+            raise ConnectionLost("send skipped: another send is waiting for the venue")
+        deadline = time.monotonic() + max(timeout, _FINISH_FRAME_S)
+        try:
+            data = frame
             while data:
                 try:
                     sent = self._sock.send(data)
                 except _WOULD_BLOCK:
+                    if timeout <= 0 and len(data) == len(frame):
+                        raise ConnectionLost("send skipped: the venue is not reading") from None
                     self._wait_writable(deadline)
                     continue
                 except (OSError, ValueError) as exc:
                     raise ConnectionLost(f"send failed: {exc}") from exc
                 data = data[sent:]
+        finally:
+            self._send_lock.release()
 
     def _wait_writable(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
@@ -297,7 +317,7 @@ class Connection:
             self._start = pos
 
     def _too_large(self, length: int) -> None:
-        self.close()
+        self.close(wait=0.0)
         raise FrameTooLarge(
             f"frame of {length} bytes exceeds the {self.max_frame_bytes}-byte limit"
         )
@@ -305,14 +325,14 @@ class Connection:
     def _handle(self, fin: bool, opcode: int, payload: bytes) -> str | bytes | None:
         if opcode == OP_PING:
             with contextlib.suppress(ConnectionLost):
-                self._send_frame(payload, OP_PONG, _CLOSE_SEND_TIMEOUT_S)
+                self._send_frame(payload, OP_PONG, 0.0)  # the read loop's thread: never wait
             return None
         if opcode == OP_PONG:
             return None
         if opcode == OP_CLOSE:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
             reason = payload[2:].decode("utf-8", "replace")
-            self.close()
+            self.close(wait=0.0)
             raise ConnectionLost(f"closed by peer: code {code} {reason}".rstrip())
         if opcode == OP_CONT or not fin:
             if opcode != OP_CONT:
@@ -320,7 +340,7 @@ class Connection:
                 self._fragments = []
             self._fragments.append(payload)
             if sum(len(f) for f in self._fragments) > self.max_frame_bytes:
-                self.close()
+                self.close(wait=0.0)
                 raise FrameTooLarge(
                     f"fragmented message exceeds the {self.max_frame_bytes}-byte limit"
                 )
