@@ -98,3 +98,12 @@ def silent_tcp_server() -> Iterator[str]:
         for conn in accepted:
             conn.close()
         server.close()
+
+
+def wait_for_book_samples(path: Path, exchange: str, pairs: list[str], count: int = 2) -> None:
+    """Wait until every pair has ``count`` book samples stored (one per ``time_step``)."""
+    from dccd_actors import open_store
+
+    wait_until(
+        lambda: all(len(open_store(path).book_snapshots(exchange, p)) >= count for p in pairs)
+    )

@@ -10,7 +10,13 @@ import pytest
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.testing import FakeBinance
-from tests.helpers import config, rebuild_book, silent_tcp_server, wait_until
+from tests.helpers import (
+    config,
+    rebuild_book,
+    silent_tcp_server,
+    wait_for_book_samples,
+    wait_until,
+)
 
 PAIRS = ["BTC/USDT", "ETH/USDT"]
 
@@ -47,6 +53,7 @@ def test_every_trade_once_and_the_rebuilt_book_equals_the_venue(tmp_path: Path) 
         with Collector(config(tmp_path, [_job(fake, time_step=0.2)])) as collector:
             wait_until(lambda: all(len(fake.sent_trades[p]) > 40 for p in PAIRS))
             _settle(fake, tmp_path, PAIRS)
+            wait_for_book_samples(tmp_path, "binance", PAIRS)
             rows = {r.pair: r for r in collector.status()}
             assert all(rows[p].state == "running" and rows[p].book_live for p in PAIRS)
         store = open_store(tmp_path)

@@ -39,7 +39,7 @@ from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.bitfinex import FakeBitfinex, bitfinex_checksum, js_number, level_token
 from tests.adapter_client import Client, settle
-from tests.helpers import config, rebuild_book, wait_until
+from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USD"
 ALL_FLAGS = SEQ_ALL | OB_CHECKSUM | TIMESTAMP
@@ -625,6 +625,7 @@ def test_e2e_collector_stores_every_trade_once_and_the_venue_book(tmp_path: Path
             wait_until(lambda: all(len(fake.sent_trades[p]) > 40 for p in E2E_PAIRS))
             wait_until(lambda: all(r.book_live for r in collector.status()))
             _e2e_settle(tmp_path, fake)
+            wait_for_book_samples(tmp_path, "bitfinex", E2E_PAIRS)
         settle(fake)
     store = open_store(tmp_path)
     for pair in E2E_PAIRS:

@@ -45,7 +45,7 @@ from dccd_actors.exchanges.bitmex import BitmexAdapter, venue_symbol
 from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.bitmex import FakeBitmex
-from tests.helpers import config, rebuild_book, wait_until
+from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 SUB_XBT = '{"op":"subscribe","args":["orderBookL2:XBTUSD","trade:XBTUSD"]}'
 UNSUB_BOOK = '{"op":"unsubscribe","args":["orderBookL2:XBTUSD"]}'
@@ -743,6 +743,7 @@ def test_e2e_every_live_trade_once_and_an_unknown_id_is_one_resync_gap(tmp_path:
             wait_until(lambda: collector.status()[0].book_live)
             wait_until(lambda: len(fake.sent_trades[PAIR]) > 60)
             _settle(fake, tmp_path)
+            wait_for_book_samples(tmp_path, "bitmex", [PAIR])
             row = collector.status()[0]
             assert (row.state, row.gen, row.resyncs) == ("running", 1, 1)
         store = open_store(tmp_path)

@@ -30,7 +30,7 @@ from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.exchanges.bybit import BybitAdapter
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.bybit import FakeBybit
-from tests.helpers import config, rebuild_book, wait_until
+from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USDT"
 TOPIC = "orderbook.50.BTCUSDT"
@@ -436,6 +436,7 @@ def test_e2e_collector_stores_every_trade_once_and_the_venue_book(tmp_path: Path
         with Collector(config(tmp_path, [job])):
             wait_until(lambda: all(len(fake.sent_trades[p]) > 20 for p in E2E_PAIRS))
             _settle(fake, tmp_path)
+            wait_for_book_samples(tmp_path, "bybit", [PAIR])
     _assert_stored_equals_fake(tmp_path, fake)
     store = open_store(tmp_path)
     assert all(len(store.gaps("bybit", p)) == 0 for p in E2E_PAIRS)

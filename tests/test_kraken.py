@@ -33,7 +33,7 @@ from dccd_actors.exchanges.kraken import KrakenAdapter, book_checksum, checksum_
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.kraken import FakeKraken, book_frame, kraken_checksum
 from tests.adapter_client import Client, settle
-from tests.helpers import config, rebuild_book, wait_until
+from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USD"
 
@@ -626,6 +626,7 @@ def test_e2e_collector_stores_every_trade_once_and_the_venue_book(tmp_path: Path
             wait_until(lambda: all(len(fake.sent_trades[p]) > 40 for p in E2E_PAIRS))
             wait_until(lambda: all(r.book_live for r in collector.status()))
             _e2e_settle(tmp_path, fake)
+            wait_for_book_samples(tmp_path, "kraken", E2E_PAIRS)
         settle(fake)
     store = open_store(tmp_path)
     for pair in E2E_PAIRS:

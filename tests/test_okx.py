@@ -33,7 +33,7 @@ from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.exchanges.okx import OkxAdapter, okx_checksum
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.okx import FakeOkx, book_checksum, number_text
-from tests.helpers import config, rebuild_book, wait_until
+from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USDT"
 INSTRUMENTS = {"BTC-USDT": 98, "UNI-USD-SWAP": 93, "BTC-USD-220527": 99}
@@ -560,6 +560,7 @@ def test_e2e_a_corrupt_checksum_resyncs_that_pair_only(tmp_path: Path) -> None:
         wait_until(lambda: all(r.book_live for r in collector.status()))
         wait_until(lambda: all(len(fake.sent_trades[p]) > 20 for p in E2E_PAIRS))
         _settle(fake, tmp_path)
+        wait_for_book_samples(tmp_path, "okx", [PAIR])
         assert {r.pair: r.gen for r in collector.status()} == {PAIR: 1, "ETH/USDT": 1}
     _assert_stored_equals_fake(tmp_path, fake)
     store = open_store(tmp_path)
