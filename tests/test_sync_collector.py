@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ def test_sync_now_pushes_every_sealed_segment_and_its_journal(tmp_path: Path) ->
             wait_until(lambda: c.status()[0].trades > 10)
             result = c.sync_now(timeout=60)
             status = c.sync_status()
+            final = wait_until(lambda: (st := c.status()).sync.get("remotes") and st)
             assert c.status()[0].state == "running"  # collection went on meanwhile
     (summary,) = result["remotes"].values()
     assert summary["ok"] is True and summary["files"] == 2  # the segment and its raw journal
@@ -42,6 +44,12 @@ def test_sync_now_pushes_every_sealed_segment_and_its_journal(tmp_path: Path) ->
     assert remote_status["last_error"] in (None, "")
     copy = open_store(remote).trades("binance", PAIR)
     assert len(copy) > 10
+    # the manager's status and metrics.json carry the sync figures of the last push
+    (in_status,) = final.sync["remotes"].values()
+    assert in_status["files_pending"] == 0 and in_status["sync_lag_s"] == 0.0
+    assert in_status["last_result"]["files"] == 2 and in_status["last_result"]["ok"] is True
+    metrics = json.loads((data / ".dccd" / "metrics.json").read_text())
+    assert metrics["sync"]["remotes"][str(remote)]["files_pending"] == 0
 
 
 def test_cli_sync_pushes_and_refuses_a_config_without_remotes(

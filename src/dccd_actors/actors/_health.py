@@ -35,6 +35,7 @@ def write_metrics(path: Path, status: CollectorStatus) -> None:
         "pid": os.getpid(),
         "collector": {"state": status.state, "error": status.error},
         "storage": status.storage,
+        "sync": status.sync,
         "streams": [asdict(row) for row in status],
     }
     tmp = path.with_suffix(".json.tmp")

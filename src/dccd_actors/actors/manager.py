@@ -28,6 +28,7 @@ from dccd_actors.actors.messages import (
     Heartbeat,
     StreamKey,
     StreamStats,
+    SyncStats,
     Tick,
     add_stats,
 )
@@ -120,6 +121,7 @@ class ManagerActor(pykka.ThreadingActor):
         self._metrics_path = Path(config.storage.local_path) / META_DIR / "metrics.json"
         self._next_health = 0.0
         self._stored_trades: dict[StreamKey, int | None] = {}
+        self.sync_stats: dict[str, Any] = {}  # the sync actor's latest figures (SyncStats)
 
     # -- lifecycle ------------------------------------------------------------------
     def on_start(self) -> None:
@@ -154,6 +156,9 @@ class ManagerActor(pykka.ThreadingActor):
         match message:
             case Heartbeat():
                 self._on_heartbeat(message)
+            case SyncStats(gen=gen, stats=stats):
+                if gen == self.sync_gen:
+                    self.sync_stats = stats
             case ChildExited():
                 self._on_exit(message)
             case Tick():
@@ -452,7 +457,7 @@ class ManagerActor(pykka.ThreadingActor):
             backlog = _inbox_size(self.storage.actor_inbox)
             storage["backlog"] = backlog
             storage["backlog_warning"] = backlog > self.policy.backlog_warning
-        return CollectorStatus(rows, self.state, self.error, storage)
+        return CollectorStatus(rows, self.state, self.error, storage, self.sync_stats)
 
     # -- stop -----------------------------------------------------------------------
     def _stop_children(self, timeout: float) -> dict[str, str]:

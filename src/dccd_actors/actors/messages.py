@@ -116,6 +116,15 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncStats:
+    """The sync actor's figures (``Collector.sync_status()``), told after every push and tick,
+    so that the manager's status and ``metrics.json`` carry them without an ``ask``."""
+
+    gen: int
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ChildExited:
     """A child ended; ``cause`` is a gap cause (disconnect, stale, ...) or ``stopped``."""
 

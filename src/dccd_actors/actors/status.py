@@ -86,7 +86,8 @@ _COLUMNS = (
 
 class CollectorStatus(list[StreamStatus]):
     """The per-stream rows (a list), plus the collector's ``state`` (``running``,
-    ``stopped``, ``failed``), ``error`` and ``storage`` figures."""
+    ``stopped``, ``failed``), ``error``, ``storage`` figures and ``sync`` figures (as
+    ``Collector.sync_status()`` gives them, as of the last push; empty without remotes)."""
 
     def __init__(
         self,
@@ -94,11 +95,13 @@ class CollectorStatus(list[StreamStatus]):
         state: str = "running",
         error: str = "",
         storage: dict[str, Any] | None = None,
+        sync: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(streams)
         self.state = state
         self.error = error
         self.storage = storage or {}
+        self.sync = sync or {}
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{c}</th>" for c in _COLUMNS)

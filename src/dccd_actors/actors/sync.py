@@ -24,7 +24,7 @@ from typing import Any, Final
 import pykka
 
 from dccd_actors.actors._reader import start_ticker
-from dccd_actors.actors.messages import ChildExited, Tick
+from dccd_actors.actors.messages import ChildExited, SyncStats, Tick
 from dccd_actors.config import StorageConfig
 from dccd_actors.storage.layout import META_DIR, SegmentName
 from dccd_actors.sync.files import SealedFiles, backlog, prune_local, sealed_files
@@ -172,6 +172,7 @@ class SyncActor(pykka.ThreadingActor):
             start_ticker(
                 self.actor_ref, self.config.sync_interval, self._stop_ticker, "sync:ticker"
             )
+        self._publish()
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -199,6 +200,12 @@ class SyncActor(pykka.ThreadingActor):
             self._shutdown(0.0, f"the sync actor failed: {error}")
         finally:
             self._report("failed", error)
+
+    def _publish(self) -> None:
+        """Tell the manager the current figures (for status and metrics.json)."""
+        if self.remotes:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.manager.tell(SyncStats(self.gen, self._stats()))
 
     def _report(self, cause: str, error: str) -> None:
         if self._exited:
@@ -289,6 +296,8 @@ class SyncActor(pykka.ThreadingActor):
         if remote.queued and not self._stopping:
             requests, remote.queued = remote.queued, []
             self._start(remote, requests)
+        if not self._stopping:
+            self._publish()
 
     def _record(
         self, remote: _Remote, result: PushResult, summary: dict[str, Any], pushed: Iterable[str]
