@@ -14,12 +14,13 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pykka
 
+from dccd_actors.actors._children import Child, last_stored_trade, new_adapter
 from dccd_actors.actors._health import Alerter, write_metrics
 from dccd_actors.actors._reader import start_ticker
 from dccd_actors.actors._readloop import ReadLoop
@@ -33,14 +34,13 @@ from dccd_actors.actors.messages import (
     add_stats,
 )
 from dccd_actors.actors.policy import Backoff
-from dccd_actors.actors.status import CollectorStatus, stream_row
+from dccd_actors.actors.status import CollectorStatus
 from dccd_actors.actors.storage import StorageActor, _inbox_size
-from dccd_actors.actors.stream import PendingGap, StreamActor, make_adapter
+from dccd_actors.actors.stream import PendingGap, StreamActor
 from dccd_actors.actors.sync import SyncActor
 from dccd_actors.config import CollectorConfig, StreamJob
 from dccd_actors.exchanges._base import BaseAdapter
 from dccd_actors.storage.layout import META_DIR
-from dccd_actors.storage.reader import Store
 
 __all__ = ["AddStream", "ManagerActor", "StopChildren"]
 
@@ -57,29 +57,6 @@ class AddStream:
 @dataclass(frozen=True)
 class StopChildren:
     timeout: float
-
-
-@dataclass
-class _Child:
-    key: StreamKey
-    job: StreamJob
-    backoff: Backoff
-    adapter: BaseAdapter
-    previous: pykka.ActorRef[Any] | None = None  # the last generation, until it is gone
-    dead_since: float = 0.0  # when polling first found the actor dead without a notice
-    gen: int = 0
-    ref: pykka.ActorRef[Any] | None = None
-    state: str = "starting"
-    since: float = field(default_factory=time.time)
-    start_at: float = 0.0
-    restarts: int = 0
-    consecutive_errors: int = 0
-    last_error: str = ""
-    last_exit_cause: str = ""
-    stats: StreamStats = field(default_factory=StreamStats)
-    earlier: StreamStats = field(default_factory=StreamStats)  # summed over past generations
-    last_heartbeat: float = field(default_factory=time.monotonic)
-    pending_gap: PendingGap | None = None
 
 
 class ManagerActor(pykka.ThreadingActor):
@@ -99,7 +76,7 @@ class ManagerActor(pykka.ThreadingActor):
         super().__init__()
         self.config, self.policy = config, config.policy
         self.rng = rng or random.Random()
-        self.children: dict[StreamKey, _Child] = {}
+        self.children: dict[StreamKey, Child] = {}
         self.storage: pykka.ActorRef[Any] | None = None
         self.storage_gen = 0
         self.storage_failures: deque[float] = deque()
@@ -127,9 +104,9 @@ class ManagerActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         # before storage starts sealing what a crash left, while nothing writes the folder
         self._stored_trades = {
-            (job.exchange, pair): self._last_stored_trade(job.exchange, pair)
+            key: last_stored_trade(self.config.storage.local_path, key)
             for job in self.config.stream_jobs
-            for pair in job.pairs
+            for key in ((job.exchange, pair) for pair in job.pairs)
         }
         self._start_storage()
         self._start_sync()
@@ -183,7 +160,7 @@ class ManagerActor(pykka.ThreadingActor):
             key = (job.exchange, pair)
             if key in self.children and self.children[key].state not in ("stopped", "stop_timeout"):
                 raise ValueError(f"stream {job.exchange} {pair} is already being collected")
-            self.children[key] = _Child(
+            self.children[key] = Child(
                 key, job, Backoff(self.policy, self.rng), self._new_adapter(job, pair)
             )
             self._start_stream(self.children[key])
@@ -192,25 +169,13 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- streams --------------------------------------------------------------------
     def _new_adapter(self, job: StreamJob, pair: str) -> BaseAdapter:
-        """An adapter that knows the newest trade already stored, so venue replays are skipped."""
-        adapter = make_adapter(job, pair)
         key = (job.exchange, pair)
         if key in self._stored_trades:  # read at start, before storage ran
-            last = self._stored_trades.pop(key)
-        else:  # a stream added at run time, or a fresh adapter for a hung generation
-            last = self._last_stored_trade(*key)
-        if last is not None and "trades" in job.channels:
-            adapter.resume_trades(last)
-        return adapter
+            return new_adapter(job, pair, self._stored_trades.pop(key))
+        # a stream added at run time, or a fresh adapter for a hung generation
+        return new_adapter(job, pair, last_stored_trade(self.config.storage.local_path, key))
 
-    def _last_stored_trade(self, exchange: str, pair: str) -> int | None:
-        try:
-            return Store(self.config.storage.local_path).last_trade_id(exchange, pair)
-        except OSError as exc:
-            logger.warning("%s %s: stored trades unreadable (%s)", exchange, pair, exc)
-            return None
-
-    def _start_stream(self, child: _Child) -> None:
+    def _start_stream(self, child: Child) -> None:
         if child.previous is not None and child.previous.is_alive():
             # never two generations on one adapter; a hung one gets a fresh adapter instead
             if time.monotonic() - child.start_at < self.policy.stop_timeout:
@@ -286,7 +251,7 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _schedule_restart(
         self,
-        child: _Child,
+        child: Child,
         cause: str,
         error: str,
         last_frame_ns: int,
@@ -412,7 +377,7 @@ class ManagerActor(pykka.ThreadingActor):
         if status.storage.get("backlog_warning"):
             logger.warning("storage backlog %s messages", status.storage.get("backlog"))
 
-    def _check_child(self, child: _Child, now: float) -> None:
+    def _check_child(self, child: Child, now: float) -> None:
         if child.state in ("backoff", "parked") and now >= child.start_at:
             self._start_stream(child)
         elif child.state in ("starting", "running") and child.ref is not None:
@@ -429,29 +394,7 @@ class ManagerActor(pykka.ThreadingActor):
 
     def _status(self) -> CollectorStatus:
         now_ns, now = time.time_ns(), time.monotonic()
-        rows = []
-        for child in self.children.values():
-            stats = add_stats(child.earlier, child.stats)
-            rows.append(
-                stream_row(
-                    stats,
-                    exchange=child.key[0],
-                    pair=child.key[1],
-                    state=child.state,
-                    gen=child.gen,
-                    restarts=child.restarts,
-                    since=child.since,
-                    consecutive_errors=child.consecutive_errors,
-                    last_error=stats.last_venue_error or child.last_error,
-                    last_exit_cause=child.last_exit_cause,
-                    last_frame_age_s=(now_ns - stats.last_frame_ns) / 1e9
-                    if stats.last_frame_ns
-                    else None,
-                    next_retry_in_s=max(0.0, child.start_at - now)
-                    if child.state in ("backoff", "parked")
-                    else None,
-                )
-            )
+        rows = [child.status_row(now_ns, now) for child in self.children.values()]
         storage = {"gen": self.storage_gen, "running": self.storage is not None}
         if self.storage is not None:
             backlog = _inbox_size(self.storage.actor_inbox)
