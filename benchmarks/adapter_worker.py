@@ -91,7 +91,13 @@ def ours(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, int, int
             raise AssertionError("OKX book not live after the run")
         return result
 
-    return {"binance_trades": trades, "binance_depth": depth, "okx_books": okx}
+    # ours verifies every non-zero OKX checksum in both variants
+    return {
+        "binance_trades": trades,
+        "binance_depth": depth,
+        "okx_books": okx,
+        "okx_books_checked": okx,
+    }
 
 
 # -- cryptofeed --------------------------------------------------------------------------------
@@ -171,14 +177,24 @@ def cryptofeed(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, in
             1,
         )
 
-    def okx() -> tuple[float, int, int]:
+    def okx(checksum_validation: bool = False) -> tuple[float, int, int]:
         return drive(
-            lambda cb: OkxFeed(symbols=["BTC-USDT"], channels=[L2_BOOK], callbacks={L2_BOOK: cb}),
+            lambda cb: OkxFeed(
+                symbols=["BTC-USDT"],
+                channels=[L2_BOOK],
+                callbacks={L2_BOOK: cb},
+                checksum_validation=checksum_validation,
+            ),
             corpus["okx_books"],
             0,
         )
 
-    return {"binance_trades": trades, "binance_depth": depth, "okx_books": okx}
+    return {
+        "binance_trades": trades,
+        "binance_depth": depth,
+        "okx_books": okx,
+        "okx_books_checked": lambda: okx(checksum_validation=True),
+    }
 
 
 def main() -> int:
