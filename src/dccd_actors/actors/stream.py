@@ -2,8 +2,9 @@
 
 It owns the adapter (sans-IO protocol state), the connection, and the ticker and
 REST-fetch helper threads; the collector's read loop reads its socket and hands the
-frames over in timed batches (``_readloop.py``). Rows are buffered and handed to storage every ``flush_interval``. Any failure
-ends the actor with a ``ChildExited`` to the manager, which owns restarts.
+frames over in timed batches (``_readloop.py``). Rows are buffered (``_rowbuffer.py``)
+and handed to storage every ``flush_interval``. Any failure ends the actor with a
+``ChildExited`` to the manager, which owns restarts.
 """
 
 from __future__ import annotations
