@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -114,3 +115,33 @@ def test_apply_side_equals_setting_each_level_in_order(
     assert by_side.top(10_000) == level_by_level.top(10_000)
     assert by_side.bid_count == level_by_level.bid_count
     assert by_side.ask_count == level_by_level.ask_count
+
+
+@dataclass(frozen=True)
+class _Level:
+    px: float
+    sz: float
+
+
+@dataclass(frozen=True)
+class _Text:
+    px: str
+    sz: str
+
+
+@given(deltas)
+def test_apply_side_texts_equals_setting_each_level_with_its_texts(
+    updates: list[tuple[int, float, float]],
+) -> None:
+    by_side, level_by_level = OrderBook(), OrderBook()
+    for start in range(0, len(updates), 7):
+        message = updates[start : start + 7]
+        for side in (BID, ASK):
+            mine = [(p, s) for sd, p, s in message if sd == side]
+            by_side.apply_side_texts(
+                side, [_Level(p, s) for p, s in mine], [_Text(f"{p}", f"{s}") for p, s in mine]
+            )
+            for price, size in mine:
+                level_by_level.set(side, price, size, f"{price}", f"{size}")
+    assert by_side.top(10_000) == level_by_level.top(10_000)
+    assert by_side.top_text(10_000) == level_by_level.top_text(10_000)

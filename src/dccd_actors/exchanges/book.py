@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 
@@ -37,10 +37,26 @@ ASK: Final = -1
 Texts = tuple[str, str]
 """(price_text, size_text) stored per price where a venue sends them."""
 _NO_TEXT: Final[Texts] = ("", "")
-WireLevel = tuple[float, float] | tuple[float, float, str, str]
-"""``(price, size)``, optionally followed by more fields of the venue's level array."""
-WireTexts = tuple[str, str] | tuple[str, str, str, str]
-"""``(price_text, size_text)``, optionally followed by more fields of the venue's level array."""
+
+
+class PricedLevel(Protocol):
+    """A level as numbers (``px``, ``sz``): an adapter's decoded level object."""
+
+    @property
+    def px(self) -> float: ...
+
+    @property
+    def sz(self) -> float: ...
+
+
+class LevelText(Protocol):
+    """A level's exact wire text (``px``, ``sz``), for checksums over the text."""
+
+    @property
+    def px(self) -> str: ...
+
+    @property
+    def sz(self) -> str: ...
 
 
 class OrderBook:
@@ -144,25 +160,24 @@ class OrderBook:
     def apply_side_texts(
         self,
         side: int,
-        levels: Sequence[WireLevel],
-        texts: Sequence[WireTexts],
+        levels: Sequence[PricedLevel],
+        texts: Sequence[LevelText],
     ) -> None:
-        """:meth:`apply_side` keeping each level's wire texts (``texts[i][:2]``) for checksums.
+        """:meth:`apply_side` keeping each level's wire texts for checksums.
 
-        ``levels[i][:2]`` is ``(price, size)``; the same result as ``set(side, price, size,
-        price_text, size_text)`` level by level.
+        The same result as ``set(side, level.px, level.sz, text.px, text.sz)`` level by level.
         """
-        sizes, keys = (self._bids, self._bid_keys) if side == BID else (self._asks, self._ask_keys)
-        sign = 1.0 if side == BID else -1.0
+        bid = side == BID
+        sizes, keys = (self._bids, self._bid_keys) if bid else (self._asks, self._ask_keys)
         book_texts = self._texts
         for level, text in zip(levels, texts, strict=True):
-            price, size = level[0], level[1]
-            key = price * sign
+            price, size = level.px, level.sz
+            key = price if bid else -price
             if size:  # not 0.0: insert or modify
                 if price not in sizes:
                     insort(keys, key)
                 sizes[price] = size
-                book_texts[key] = (text[0], text[1])
+                book_texts[key] = (text.px, text.sz)
             elif sizes.pop(price, None) is not None:
                 del keys[bisect_left(keys, key)]
                 book_texts.pop(key, None)

@@ -59,7 +59,7 @@ from dccd_actors.exchanges._base import (
     Trades,
     VenueError,
 )
-from dccd_actors.exchanges.book import ASK, BID, WireLevel, WireTexts
+from dccd_actors.exchanges.book import ASK, BID, LevelText, PricedLevel
 from dccd_actors.records import FLAG_LAST
 
 __all__ = ["CHECKSUM_DEPTH", "OkxAdapter", "okx_checksum"]
@@ -91,9 +91,21 @@ class _Arg(msgspec.Struct):
     instId: str
 
 
+# array_like: a level [px, sz, "0", numOrders] decodes to its first two fields, the rest
+# skipped unallocated; gc=False: these short-lived objects never feed the cyclic GC
+class _TextLevel(msgspec.Struct, array_like=True, gc=False):
+    px: str
+    sz: str
+
+
+class _NumberLevel(msgspec.Struct, array_like=True, gc=False):
+    px: _Price
+    sz: _Size
+
+
 class _TextPart(msgspec.Struct):
-    asks: list[tuple[str, str, str, str]]
-    bids: list[tuple[str, str, str, str]]
+    asks: list[_TextLevel]
+    bids: list[_TextLevel]
     ts: _Millis
     checksum: _Int64 = 0
     seqId: _Int64 = -1
@@ -107,8 +119,8 @@ class _TextBooks(msgspec.Struct):
 
 
 class _NumberPart(msgspec.Struct):
-    asks: list[tuple[_Price, _Size, str, str]]
-    bids: list[tuple[_Price, _Size, str, str]]
+    asks: list[_NumberLevel]
+    bids: list[_NumberLevel]
 
 
 class _NumberBooks(msgspec.Struct):
@@ -128,10 +140,10 @@ class _Part:
     seq: int
     prev: int | None  # None: the message has no prevSeqId (recordings before 2023)
     checksum: int
-    bids: Sequence[WireLevel]
-    bid_texts: Sequence[WireTexts]
-    asks: Sequence[WireLevel]
-    ask_texts: Sequence[WireTexts]
+    bids: Sequence[PricedLevel]
+    bid_texts: Sequence[LevelText]
+    asks: Sequence[PricedLevel]
+    ask_texts: Sequence[LevelText]
 
 
 def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int:
@@ -367,8 +379,8 @@ class OkxAdapter(BaseAdapter):
         """Bids then asks, in message order, the wire texts kept for the checksum."""
         self.book.apply_side_texts(BID, part.bids, part.bid_texts)
         self.book.apply_side_texts(ASK, part.asks, part.ask_texts)
-        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, n[0], n[1], 0) for n in part.bids]
-        rows += [(ts_event, ts_recv, seq, ASK, n[0], n[1], 0) for n in part.asks]
+        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, n.px, n.sz, 0) for n in part.bids]
+        rows += [(ts_event, ts_recv, seq, ASK, n.px, n.sz, 0) for n in part.asks]
         if rows:
             rows[-1] = (*rows[-1][:6], FLAG_LAST)
         return rows
@@ -392,7 +404,7 @@ def _part(part: Any) -> _Part:
     return _Part(_ms_to_ns(part["ts"]), seq, prev, checksum, bids, bid_texts, asks, ask_texts)
 
 
-def _levels(raw: Any) -> tuple[list[tuple[float, float]], list[tuple[str, str]]]:
+def _levels(raw: Any) -> tuple[list[_NumberLevel], list[_TextLevel]]:
     if not isinstance(raw, list):
         raise TypeError("book side is not a list")
     numbers, texts = [], []
@@ -400,8 +412,8 @@ def _levels(raw: Any) -> tuple[list[tuple[float, float]], list[tuple[str, str]]]
         if not isinstance(level, list) or len(level) < 2:
             raise ValueError(f"level is not [price, size, …]: {level!r}")
         price_text, size_text = level[0], level[1]
-        numbers.append((_number(price_text, True), _number(size_text, False)))
-        texts.append((price_text, size_text))
+        numbers.append(_NumberLevel(_number(price_text, True), _number(size_text, False)))
+        texts.append(_TextLevel(price_text, size_text))
     return numbers, texts
 
 
