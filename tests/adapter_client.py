@@ -28,12 +28,20 @@ class Client:
         self.frames: list[str] = []
         self.ws: WebSocket | None = None
 
+    @classmethod
+    def opened(cls, adapter: BaseAdapter) -> Client:
+        """A client already connected (the adapter's ``on_open`` events sent)."""
+        client = cls(adapter)
+        client.connect()
+        return client
+
     def connect(self) -> None:
         self.ws = create_connection(self.adapter.url(), timeout=5)
         self.ws.settimeout(0.05)
-        self._act(self.adapter.on_open())
+        self.act(self.adapter.on_open())
 
-    def _act(self, events: list[Event]) -> None:
+    def act(self, events: list[Event]) -> None:
+        """Keep the adapter's events; send what it asks to send."""
         for event in events:
             self.events.append(event)
             if isinstance(event, Send) and self.ws is not None:
@@ -54,7 +62,7 @@ class Client:
                 return until()
             assert isinstance(text, str), "every frame of these venues is text"
             self.frames.append(text)
-            self._act(self.adapter.receive(text, time.time_ns()))
+            self.act(self.adapter.receive(text, time.time_ns()))
         return True
 
     def drain(self, quiet: float = 0.3) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websocket import WebSocket, WebSocketTimeoutException, create_connection
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.errors import ParseError
@@ -30,6 +28,7 @@ from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.exchanges.bybit import BybitAdapter
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.bybit import FakeBybit
+from tests.adapter_client import Client
 from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USDT"
@@ -278,54 +277,6 @@ def test_any_delta_sequence_equals_a_rebuild(
 
 
 # -- through real sockets against the fake -----------------------------------------------
-class Shell:
-    """A minimal stand-in for the stream actor: one websocket-client connection, one adapter."""
-
-    def __init__(self, adapter: BybitAdapter) -> None:
-        self.adapter = adapter
-        self.ws: WebSocket = create_connection(adapter.url(), timeout=5)
-        self.ws.settimeout(0.05)
-        self.events: list[Event] = []
-        self.texts: list[str] = []
-        self.act(adapter.on_open())
-
-    def act(self, events: list[Event]) -> None:
-        self.events += events
-        for event in events:
-            if isinstance(event, Send):
-                self.ws.send(event.text)
-
-    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, "condition not reached in time"
-            try:
-                text = self.ws.recv()
-            except WebSocketTimeoutException:
-                continue
-            assert isinstance(text, str), "exchanges send text frames"
-            self.texts.append(text)
-            self.act(self.adapter.receive(text, time.time_ns()))
-
-    def drain(self, quiet: float = 0.25) -> None:
-        """Receive until nothing arrives for ``quiet`` seconds (after the fake paused)."""
-        count, last = len(self.texts), time.monotonic()
-
-        def quiet_enough() -> bool:
-            nonlocal count, last
-            if len(self.texts) != count:
-                count, last = len(self.texts), time.monotonic()
-            return time.monotonic() - last > quiet
-
-        self.pump(quiet_enough)
-
-    def all(self, kind: type[Any]) -> list[Any]:
-        return of(self.events, kind)
-
-    def trade_rows(self) -> list[tuple[Any, ...]]:
-        return [row for event in self.all(Trades) for row in event.rows]
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeBybit]:
     venue = FakeBybit([PAIR, "ETH/USDT"], seed=11)
@@ -337,13 +288,13 @@ def fake() -> Iterator[FakeBybit]:
 
 
 @pytest.fixture
-def shell(fake: FakeBybit) -> Iterator[Shell]:
-    client = Shell(BybitAdapter(PAIR, url=fake.url))
+def shell(fake: FakeBybit) -> Iterator[Client]:
+    client = Client.opened(BybitAdapter(PAIR, url=fake.url))
     yield client
     client.ws.close()
 
 
-def assert_in_step(shell: Shell, fake: FakeBybit) -> None:
+def assert_in_step(shell: Client, fake: FakeBybit) -> None:
     fake.pause()
     shell.drain()
     top = shell.adapter.book_top(1)
@@ -354,48 +305,48 @@ def assert_in_step(shell: Shell, fake: FakeBybit) -> None:
         (t.trade_id, float(t.price), float(t.amount), t.side, t.ts_ms * MS)
         for t in fake.sent_trades[PAIR]
     ]
-    got = [(r[2], r[4], r[5], r[6], r[0]) for r in shell.trade_rows()]
+    got = [(r[2], r[4], r[5], r[6], r[0]) for r in shell.trades()]
     assert got == truth and len(truth) > 5
 
 
-def test_trades_and_book_equal_the_fake(shell: Shell, fake: FakeBybit) -> None:
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 40 and len(shell.trade_rows()) > 5)
+def test_trades_and_book_equal_the_fake(shell: Client, fake: FakeBybit) -> None:
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 40 and len(shell.trades()) > 5)
     assert_in_step(shell, fake)
-    assert shell.all(BookInvalid) == [] and len(shell.all(BookValid)) == 1
-    replayed = replay([r for e in shell.all(BookDeltas) for r in e.rows])
+    assert shell.of(BookInvalid) == [] and len(shell.of(BookValid)) == 1
+    replayed = replay([r for e in shell.of(BookDeltas) for r in e.rows])
     assert replayed == held(shell.adapter)
 
 
-def test_injected_gap_resyncs_once_then_matches(shell: Shell, fake: FakeBybit) -> None:
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 5)
+def test_injected_gap_resyncs_once_then_matches(shell: Client, fake: FakeBybit) -> None:
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 5)
     fake.inject_sequence_gap(PAIR)
-    shell.pump(lambda: len(shell.all(BookValid)) == 2)
-    [invalid] = shell.all(BookInvalid)
+    assert shell.pump(lambda: len(shell.of(BookValid)) == 2)
+    [invalid] = shell.of(BookInvalid)
     assert invalid.cause == "seq_gap"
     after = [
         e.text for e in shell.events[shell.events.index(invalid) + 1 :][:2] if isinstance(e, Send)
     ]
     assert [json.loads(text)["op"] for text in after] == ["unsubscribe", "subscribe"]
     assert all(json.loads(text)["args"] == [TOPIC] for text in after)
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 30)
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 30)
     assert_in_step(shell, fake)
-    assert len(shell.all(BookInvalid)) == 1
+    assert len(shell.of(BookInvalid)) == 1
 
 
-def test_ping_gets_a_pong_that_the_adapter_accepts(shell: Shell, fake: FakeBybit) -> None:
+def test_ping_gets_a_pong_that_the_adapter_accepts(shell: Client, fake: FakeBybit) -> None:
     shell.adapter.keepalive(1)
     shell.act(shell.adapter.keepalive(1 + 20 * SECOND))
-    shell.pump(lambda: any('"ret_msg":"pong"' in text for text in shell.texts))
+    assert shell.pump(lambda: any('"ret_msg":"pong"' in text for text in shell.frames))
     [conn] = fake.open_connections()
     assert json.loads(conn.received[-1])["op"] == "ping"
-    assert shell.all(VenueError) == []
+    assert shell.of(VenueError) == []
 
 
 def test_unknown_symbol_gets_a_venue_error(fake: FakeBybit) -> None:
-    client = Shell(BybitAdapter("FOO/BAR", url=fake.url))
+    client = Client.opened(BybitAdapter("FOO/BAR", url=fake.url))
     try:
-        client.pump(lambda: bool(client.all(VenueError)))
-        [error] = client.all(VenueError)
+        assert client.pump(lambda: bool(client.of(VenueError)))
+        [error] = client.of(VenueError)
         assert "Invalid topic: publicTrade.FOOBAR" in error.message
     finally:
         client.ws.close()

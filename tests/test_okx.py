@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websocket import WebSocket, WebSocketTimeoutException, create_connection
 
 from dccd_actors import Collector, StreamJob, open_store
 from dccd_actors.errors import ParseError
@@ -33,6 +31,7 @@ from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.exchanges.okx import OkxAdapter, okx_checksum
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.okx import FakeOkx, book_checksum, number_text
+from tests.adapter_client import Client
 from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USDT"
@@ -351,54 +350,6 @@ def test_any_update_sequence_equals_a_rebuild_and_fake_checksums_verify(
 
 
 # -- through real sockets against the fake -----------------------------------------------
-class Shell:
-    """A minimal stand-in for the stream actor: one websocket-client connection, one adapter."""
-
-    def __init__(self, adapter: OkxAdapter) -> None:
-        self.adapter = adapter
-        self.ws: WebSocket = create_connection(adapter.url(), timeout=5)
-        self.ws.settimeout(0.05)
-        self.events: list[Event] = []
-        self.texts: list[str] = []
-        self.act(adapter.on_open())
-
-    def act(self, events: list[Event]) -> None:
-        self.events += events
-        for event in events:
-            if isinstance(event, Send):
-                self.ws.send(event.text)
-
-    def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not until():
-            assert time.monotonic() < deadline, "condition not reached in time"
-            try:
-                text = self.ws.recv()
-            except WebSocketTimeoutException:
-                continue
-            assert isinstance(text, str), "exchanges send text frames"
-            self.texts.append(text)
-            self.act(self.adapter.receive(text, time.time_ns()))
-
-    def drain(self, quiet: float = 0.25) -> None:
-        """Receive until nothing arrives for ``quiet`` seconds (after the fake paused)."""
-        count, last = len(self.texts), time.monotonic()
-
-        def quiet_enough() -> bool:
-            nonlocal count, last
-            if len(self.texts) != count:
-                count, last = len(self.texts), time.monotonic()
-            return time.monotonic() - last > quiet
-
-        self.pump(quiet_enough)
-
-    def all(self, kind: type[Any]) -> list[Any]:
-        return of(self.events, kind)
-
-    def trade_rows(self) -> list[tuple[Any, ...]]:
-        return [row for event in self.all(Trades) for row in event.rows]
-
-
 @pytest.fixture(params=[False, True], ids=["checksum", "checksum_zero"])
 def fake(request: pytest.FixtureRequest) -> Iterator[FakeOkx]:
     venue = FakeOkx([PAIR, "ETH/USDT"], seed=5, checksum_zero=request.param)
@@ -410,13 +361,13 @@ def fake(request: pytest.FixtureRequest) -> Iterator[FakeOkx]:
 
 
 @pytest.fixture
-def shell(fake: FakeOkx) -> Iterator[Shell]:
-    client = Shell(OkxAdapter(PAIR, url=fake.url))
+def shell(fake: FakeOkx) -> Iterator[Client]:
+    client = Client.opened(OkxAdapter(PAIR, url=fake.url))
     yield client
     client.ws.close()
 
 
-def assert_in_step(shells: list[Shell], fake: FakeOkx) -> None:
+def assert_in_step(shells: list[Client], fake: FakeOkx) -> None:
     """Pause the fake; the last (open) shell's book and all shells' trades equal its truth."""
     fake.pause()
     shells[-1].drain()
@@ -429,34 +380,34 @@ def assert_in_step(shells: list[Shell], fake: FakeOkx) -> None:
         (t.trade_id, float(t.price), float(t.amount), t.side, t.ts_ms * MS)
         for t in fake.sent_trades[PAIR]
     ]
-    got = [(r[2], r[4], r[5], r[6], r[0]) for s in shells for r in s.trade_rows()]
+    got = [(r[2], r[4], r[5], r[6], r[0]) for s in shells for r in s.trades()]
     assert got == truth and len(truth) > 3
 
 
-def checksums(shell: Shell) -> set[int]:
+def checksums(shell: Client) -> set[int]:
     return {
         json.loads(t)["data"][0]["checksum"]
-        for t in shell.texts
+        for t in shell.frames
         if '"channel":"books"' in t and "data" in t
     }
 
 
-def test_trades_and_book_equal_the_fake(shell: Shell, fake: FakeOkx) -> None:
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 40 and len(shell.trade_rows()) > 3)
+def test_trades_and_book_equal_the_fake(shell: Client, fake: FakeOkx) -> None:
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 40 and len(shell.trades()) > 3)
     assert_in_step([shell], fake)
-    assert shell.all(BookInvalid) == [] and len(shell.all(BookValid)) == 1
+    assert shell.of(BookInvalid) == [] and len(shell.of(BookValid)) == 1
     assert (checksums(shell) == {0}) is fake.checksum_zero  # checksum 0 never resyncs
-    assert replay([r for e in shell.all(BookDeltas) for r in e.rows]) == held(shell.adapter)
+    assert replay([r for e in shell.of(BookDeltas) for r in e.rows]) == held(shell.adapter)
 
 
 @pytest.mark.parametrize("fault", ["inject_sequence_gap", "corrupt_next_checksum"])
 def test_a_fault_resyncs_once_then_the_book_matches(
-    shell: Shell, fake: FakeOkx, fault: str
+    shell: Client, fake: FakeOkx, fault: str
 ) -> None:
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 5)
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 5)
     getattr(fake, fault)(PAIR)
-    shell.pump(lambda: len(shell.all(BookValid)) == 2)
-    [invalid] = shell.all(BookInvalid)
+    assert shell.pump(lambda: len(shell.of(BookValid)) == 2)
+    [invalid] = shell.of(BookInvalid)
     assert (
         invalid.cause
         == {"inject_sequence_gap": "seq_gap", "corrupt_next_checksum": "checksum"}[fault]
@@ -468,51 +419,53 @@ def test_a_fault_resyncs_once_then_the_book_matches(
     assert [json.loads(text) for text in after] == [
         {"op": "unsubscribe", "args": books_arg}, {"op": "subscribe", "args": books_arg}
     ]  # fmt: skip
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 30)
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 30)
     assert_in_step([shell], fake)
-    assert len(shell.all(BookInvalid)) == 1
+    assert len(shell.of(BookInvalid)) == 1
 
 
-def test_sequence_reset_after_maintenance_is_accepted(shell: Shell, fake: FakeOkx) -> None:
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 5)
+def test_sequence_reset_after_maintenance_is_accepted(shell: Client, fake: FakeOkx) -> None:
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 5)
     fake.reset_sequence(PAIR)
-    shell.pump(lambda: (top := shell.adapter.book_top(1)) is not None and top.seq < 10_000)
-    shell.pump(lambda: len(shell.all(BookDeltas)) > 20)
+    assert shell.pump(lambda: (top := shell.adapter.book_top(1)) is not None and top.seq < 10_000)
+    assert shell.pump(lambda: len(shell.of(BookDeltas)) > 20)
     assert_in_step([shell], fake)
-    assert shell.all(BookInvalid) == []
+    assert shell.of(BookInvalid) == []
 
 
-def test_reconnect_with_the_same_adapter_stores_no_trade_twice(shell: Shell, fake: FakeOkx) -> None:
-    shell.pump(lambda: len(shell.trade_rows()) > 3)
+def test_reconnect_with_the_same_adapter_stores_no_trade_twice(
+    shell: Client, fake: FakeOkx
+) -> None:
+    assert shell.pump(lambda: len(shell.trades()) > 3)
     fake.pause()
     shell.drain()
-    last_id = shell.trade_rows()[-1][2]
+    last_id = shell.trades()[-1][2]
     shell.ws.close()
-    second = Shell(shell.adapter)  # the shell reuses the adapter for the new connection
+    second = Client.opened(shell.adapter)  # the shell reuses the adapter for the new connection
     try:
-        second.pump(lambda: any(f'"tradeId":"{last_id}"' in t for t in second.texts))
-        assert second.trade_rows() == []  # the replay of the latest trade was dropped
+        assert second.pump(lambda: any(f'"tradeId":"{last_id}"' in t for t in second.frames))
+        assert second.trades() == []  # the replay of the latest trade was dropped
         fake.resume()
-        second.pump(lambda: len(second.trade_rows()) > 3)
+        assert second.pump(lambda: len(second.trades()) > 3)
         assert_in_step([shell, second], fake)
     finally:
         second.ws.close()
 
 
-def test_ping_gets_a_pong_that_the_adapter_accepts(shell: Shell, fake: FakeOkx) -> None:
-    shell.pump(lambda: bool(shell.texts))
+def test_ping_gets_a_pong_that_the_adapter_accepts(shell: Client, fake: FakeOkx) -> None:
+    assert shell.pump(lambda: bool(shell.frames))
     now = shell.adapter.last_recv_ns
     shell.adapter.keepalive(now)
     shell.act(shell.adapter.keepalive(now + 20 * SECOND))
-    shell.pump(lambda: "pong" in shell.texts)
+    assert shell.pump(lambda: "pong" in shell.frames)
     assert "ping" in fake.open_connections()[0].received
 
 
 def test_unknown_inst_id_gets_venue_errors_unverified_code_60018(fake: FakeOkx) -> None:
-    client = Shell(OkxAdapter("FOO/BAR", url=fake.url))
+    client = Client.opened(OkxAdapter("FOO/BAR", url=fake.url))
     try:
-        client.pump(lambda: len(client.all(VenueError)) == 2)
-        assert all("60018" in e.message and "FOO-BAR" in e.message for e in client.all(VenueError))
+        assert client.pump(lambda: len(client.of(VenueError)) == 2)
+        assert all("60018" in e.message and "FOO-BAR" in e.message for e in client.of(VenueError))
     finally:
         client.ws.close()
 
