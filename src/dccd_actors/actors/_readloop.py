@@ -51,7 +51,6 @@ class Inflight:
         self.limit = limit
         self.added = 0  # written by the read loop only
         self.finished = 0  # written by the actor thread only
-        self.pauses = 0  # times reading stopped because the actor was behind
         self.last_recv_ns = 0  # written by the loop: the watchdog judges receipt, not backlog
         self.on_room: Callable[[], None] | None = None  # set by the loop while reading is paused
 
@@ -203,7 +202,6 @@ class ReadLoop:
         if watch.inflight.count + watch.pending > watch.inflight.limit:
             self._unregister(watch)
             watch.paused = True
-            watch.inflight.pauses += 1
             watch.inflight.on_room = self._wake
 
     def _guarded(self, step: Callable[[Any], None], watch: _Watch | None) -> None:

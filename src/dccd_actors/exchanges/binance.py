@@ -212,9 +212,6 @@ class BinanceAdapter(BaseAdapter):
         first, seq, ts_event = data.U, data.u, data.E * MS
         if not self.book_live or first > seq or first != self._local_id + 1:
             return self._depth(msgspec.structs.asdict(data), ts_recv, text)  # the rare cases
-        if self._bridged:
-            self.continuity_checks += 1
-        self._bridged = True
         book = self.book
         book.apply_side(BID, data.b)
         book.apply_side(ASK, data.a)
@@ -222,8 +219,7 @@ class BinanceAdapter(BaseAdapter):
         rows += [(ts_event, ts_recv, seq, ASK, p, q, 0) for p, q in data.a]
         if rows:
             rows[-1] = (*rows[-1][:6], FLAG_LAST)
-        self._local_id = seq
-        self._mark_book(ts_event, ts_recv, seq)
+        self._advance(first, seq, ts_event, ts_recv)
         return [BookDeltas(rows)]
 
     def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
@@ -263,9 +259,6 @@ class BinanceAdapter(BaseAdapter):
         levels: list[tuple[int, float, float]],
         ts_recv: int,
     ) -> list[DeltaRow]:
-        if self._bridged and first == self._local_id + 1:
-            self.continuity_checks += 1
-        self._bridged = True
         self.book.apply(levels)
         rows: list[DeltaRow] = [
             (ts_event, ts_recv, seq, side, price, size, 0) for side, price, size in levels
@@ -273,9 +266,16 @@ class BinanceAdapter(BaseAdapter):
         if rows:
             side, price, size = levels[-1]
             rows[-1] = (ts_event, ts_recv, seq, side, price, size, FLAG_LAST)
+        self._advance(first, seq, ts_event, ts_recv)
+        return rows
+
+    def _advance(self, first: int, seq: int, ts_event: int, ts_recv: int) -> None:
+        """An event ``first..seq`` was applied: count the continuity check, move the book id."""
+        if self._bridged and first == self._local_id + 1:
+            self.continuity_checks += 1
+        self._bridged = True
         self._local_id = seq
         self._mark_book(ts_event, ts_recv, seq)
-        return rows
 
     def receive_snapshot(self, body: str, ts_recv: int) -> list[Event]:
         self._snapshot_pending = False
