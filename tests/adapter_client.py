@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +14,14 @@ from websocket import (
     create_connection,
 )
 
-from dccd_actors.exchanges._base import BaseAdapter, Event, Send, TradeRow, Trades
+from dccd_actors.exchanges._base import (
+    BaseAdapter,
+    Event,
+    FetchSnapshot,
+    Send,
+    TradeRow,
+    Trades,
+)
 from dccd_actors.testing import FakeExchange
 
 E = TypeVar("E")
@@ -41,11 +49,15 @@ class Client:
         self.act(self.adapter.on_open())
 
     def act(self, events: list[Event]) -> None:
-        """Keep the adapter's events; send what it asks to send."""
+        """Keep the adapter's events; send what it asks to send, fetch what it asks to fetch."""
         for event in events:
             self.events.append(event)
             if isinstance(event, Send) and self.ws is not None:
                 self.ws.send(event.text)
+            elif isinstance(event, FetchSnapshot):
+                with urllib.request.urlopen(event.url, timeout=5) as answer:
+                    body = answer.read().decode()
+                self.act(self.adapter.receive_snapshot(body, time.time_ns()))
 
     def pump(self, until: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Feed frames to the adapter until ``until()`` holds, the socket ends or time runs out."""

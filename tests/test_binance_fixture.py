@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import BookDeltas, BookValid, FetchSnapshot
 from dccd_actors.exchanges.binance import BinanceAdapter
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
@@ -121,3 +124,20 @@ def test_trade_frames_map_side_from_buyer_is_maker(fixtures_dir: Path) -> None:
         assert row[2] == data["t"]
         assert row[4] == float(data["p"]) and row[5] == float(data["q"])
         assert row[6] == (-1 if data["m"] else 1)
+
+
+def test_an_unusable_rest_snapshot_is_asked_for_again_at_the_next_update() -> None:
+    adapter = BinanceAdapter("BTC/USDT", ["book"], rest_url="http://127.0.0.1:9")
+    [fetch] = adapter.on_open()
+    depth = {"e": "depthUpdate", "E": 1, "s": "BTCUSDT", "U": 11, "u": 12,
+             "b": [["100.0", "1.0"]], "a": []}  # fmt: skip
+    frame = json.dumps({"stream": "btcusdt@depth@100ms", "data": depth})
+    assert adapter.receive(frame, 1) == []  # buffered while the snapshot is on its way
+    with pytest.raises(ParseError, match="soon"):
+        adapter.receive_snapshot('{"lastUpdateId": "soon"}', 2)
+    depth.update(U=13, u=13)
+    assert adapter.receive(json.dumps({"stream": "btcusdt@depth@100ms", "data": depth}), 3) == [
+        fetch
+    ]
+    events = adapter.receive_snapshot('{"lastUpdateId": 12, "bids": [], "asks": []}', 4)
+    assert BookValid(4) in events and adapter.book.best_bid() == (100.0, 1.0)

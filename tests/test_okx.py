@@ -22,6 +22,7 @@ from dccd_actors.exchanges._base import (
     BookInvalid,
     BookValid,
     Event,
+    FetchSnapshot,
     Reconnect,
     Send,
     Trades,
@@ -238,11 +239,94 @@ def test_heartbeat_sequence_reset_and_checksum_zero_keep_the_book() -> None:
     assert top is not None and top.seq == 9
 
 
-def test_updates_before_any_snapshot_are_ignored() -> None:
+def test_updates_before_the_books_ack_are_ignored() -> None:
+    """They belong to the subscription a resync just cancelled."""
     adapter = OkxAdapter(PAIR)
     update = books("update", [["1", "1", "0", "1"]], [], seqId=2, prevSeqId=1)
     assert adapter.receive(update, 1) == []
     assert adapter.book_top(1) is None
+
+
+BOOKS_ACK = '{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"},"connId":"a4d3"}'
+
+
+def rest(seq_id: int, bids: list[list[str]], asks: list[list[str]]) -> str:
+    data = {"asks": asks, "bids": bids, "ts": "1652459225000", "seqId": seq_id}
+    return json.dumps({"code": "0", "msg": "", "data": [data]})
+
+
+def acked() -> OkxAdapter:
+    adapter = OkxAdapter(PAIR, url="ws://127.0.0.1:9")
+    adapter.on_open()
+    assert adapter.receive(BOOKS_ACK, 1) == []
+    return adapter
+
+
+def test_updates_without_a_snapshot_fetch_the_rest_book_and_bridge_on_seq_id() -> None:
+    adapter = acked()
+    first = books("update", [["99", "1", "0", "1"]], [], seqId=12, prevSeqId=10)
+    assert adapter.receive(first, 2) == [
+        FetchSnapshot("http://127.0.0.1:9/api/v5/market/books?instId=BTC-USDT&sz=400")
+    ]
+    straddling = books("update", [["98", "4", "0", "1"]], [], seqId=15, prevSeqId=12)
+    assert adapter.receive(straddling, 3) == []  # buffered; one fetch at a time
+    snapshot = rest(13, [["100", "1", "0", "1"], ["99", "1", "0", "1"]], [["101", "2", "0", "1"]])
+    events = adapter.receive_snapshot(snapshot, 4)
+    deltas = of(events, BookDeltas)
+    assert [e for e in events if not isinstance(e, BookDeltas)] == [BookValid(4)]
+    assert [(r[2], r[4], r[5]) for r in deltas[0].rows] == [
+        (13, 100.0, 1.0),
+        (13, 99.0, 1.0),
+        (13, 101.0, 2.0),
+    ]
+    assert all(r[6] & FLAG_SNAPSHOT for r in deltas[0].rows)
+    assert [(r[2], r[4], r[5]) for r in deltas[1].rows] == [(15, 98.0, 4.0)]  # seqId 12 dropped
+    assert adapter.receive(books("update", [], [["101", "0", "0", "0"]], seqId=16, prevSeqId=15), 5)
+    assert held(adapter) == {BID: {100.0: 1.0, 99.0: 1.0, 98.0: 4.0}, ASK: {}}
+    gap = adapter.receive(books("update", [], [], seqId=20, prevSeqId=18), 6)
+    assert of(gap, BookInvalid)[0].cause == "seq_gap"  # chained by equality again
+
+
+def test_a_rest_book_older_than_the_buffered_updates_is_fetched_again() -> None:
+    adapter = acked()
+    [fetch] = adapter.receive(
+        books("update", [["99", "1", "0", "1"]], [], seqId=21, prevSeqId=20), 2
+    )
+    assert adapter.receive_snapshot(rest(18, [["100", "1", "0", "1"]], []), 3) == [fetch]
+    assert not adapter.book_live
+    events = adapter.receive_snapshot(rest(20, [["100", "1", "0", "1"]], []), 4)
+    assert BookValid(4) in events and held(adapter) == {BID: {100.0: 1.0, 99.0: 1.0}, ASK: {}}
+
+
+def test_an_update_past_the_rest_book_fetches_it_again() -> None:
+    adapter = acked()
+    [fetch] = adapter.receive(books("update", [], [], seqId=5, prevSeqId=5), 2)
+    assert BookValid(3) in adapter.receive_snapshot(rest(7, [["100", "1", "0", "1"]], []), 3)
+    assert adapter.receive(books("update", [], [], seqId=7, prevSeqId=6), 4) == []  # in the book
+    events = adapter.receive(books("update", [["98", "1", "0", "1"]], [], seqId=9, prevSeqId=8), 5)
+    assert [type(e) for e in events] == [BookInvalid, FetchSnapshot] and events[1] == fetch
+    assert of(events, BookInvalid)[0].cause == "resync" and not adapter.book_live
+
+
+def test_a_rest_answer_after_a_websocket_snapshot_or_a_bad_one_changes_nothing() -> None:
+    adapter = acked()
+    update = books("update", [["99", "1", "0", "1"]], [], seqId=12, prevSeqId=10)
+    [fetch] = adapter.receive(update, 2)
+    with pytest.raises(ParseError, match="seqId") as error:
+        adapter.receive_snapshot(
+            json.dumps({"code": "0", "data": [{"asks": [], "bids": [], "ts": "1"}]}), 3
+        )
+    assert error.value.kind == "bad_snapshot"
+    assert adapter.receive(update, 4) == [fetch]  # after a bad answer, the next update asks again
+    with pytest.raises(ParseError, match="51001"):
+        adapter.receive_snapshot(
+            '{"code":"51001","msg":"Instrument ID does not exist","data":[]}', 5
+        )
+    assert adapter.receive(update, 6) == [fetch]
+    snap = books("snapshot", [["100", "1", "0", "1"]], [], seqId=12, prevSeqId=-1)
+    assert BookValid(7) in adapter.receive(snap, 7)
+    assert adapter.receive_snapshot(rest(13, [["1", "1", "0", "1"]], []), 8) == []
+    assert held(adapter) == {BID: {100.0: 1.0}, ASK: {}}
 
 
 def test_replayed_latest_trade_is_stored_once_even_across_reconnects() -> None:
@@ -461,6 +545,19 @@ def test_ping_gets_a_pong_that_the_adapter_accepts(shell: Client, fake: FakeOkx)
     assert "ping" in fake.open_connections()[0].received
 
 
+def test_without_websocket_snapshots_the_rest_book_bridges_to_the_updates() -> None:
+    with FakeOkx([PAIR], seed=7, ws_snapshot=False) as venue:
+        assert isinstance(venue, FakeOkx)
+        client = Client.opened(OkxAdapter(PAIR, url=venue.url))  # REST on the same local port
+        try:
+            assert client.pump(lambda: len(client.of(BookDeltas)) > 20 and len(client.trades()) > 3)
+            assert_in_step([client], venue)
+            assert venue.rest_books_served == 1 and client.of(BookInvalid) == []
+            assert len(client.of(FetchSnapshot)) == 1 and len(client.of(BookValid)) == 1
+        finally:
+            client.ws.close()
+
+
 def test_unknown_inst_id_gets_venue_errors_unverified_code_60018(fake: FakeOkx) -> None:
     client = Client.opened(OkxAdapter("FOO/BAR", url=fake.url))
     try:
@@ -519,6 +616,17 @@ def test_e2e_a_corrupt_checksum_resyncs_that_pair_only(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     assert store.gaps("okx", PAIR)["cause"].tolist() == ["checksum"]
     assert len(store.gaps("okx", "ETH/USDT")) == 0 and len(store.book_snapshots("okx", PAIR)) >= 2
+
+
+def test_e2e_without_websocket_snapshots_books_come_from_rest(tmp_path: Path) -> None:
+    fake = FakeOkx(E2E_PAIRS, seed=33, ws_snapshot=False)
+    with fake, Collector(config(tmp_path, [_job(fake)])) as collector:
+        wait_until(lambda: all(r.book_live for r in collector.status()))
+        wait_until(lambda: all(len(fake.sent_trades[p]) > 10 for p in E2E_PAIRS))
+        _settle(fake, tmp_path)
+    _assert_stored_equals_fake(tmp_path, fake)
+    assert fake.rest_books_served == 2
+    assert all(len(open_store(tmp_path).gaps("okx", p)) == 0 for p in E2E_PAIRS)
 
 
 def test_e2e_a_reconnect_stores_no_trade_twice(tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ class StreamJob:
     """One venue and its pairs, channels and sampling.
 
     ``url``/``rest_url`` replace the venue's WebSocket and REST base (scheme, host,
-    port); the adapter appends its usual path and subscriptions.
+    port); the adapter appends its usual path and subscriptions. Without ``rest_url``, a
+    ``url`` on this machine implies REST on the same host and port.
 
     Example::
 

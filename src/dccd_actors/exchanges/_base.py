@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -57,6 +58,7 @@ TradeRow = tuple[int, int, int, bytes, float, float, int, int]
 DeltaRow = tuple[int, int, int, int, float, float, int]
 """(ts_event, ts_recv, seq, side, price, size, flags)"""
 
+_LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 MS: Final = 1_000_000
 SECOND: Final = 1_000_000_000
 
@@ -161,11 +163,26 @@ def iso_to_ns(text: str) -> int:
     return seconds * SECOND + int(digits)
 
 
+def _local_rest(url: str | None) -> str | None:
+    """``http(s)://host:port`` of a WebSocket ``url`` on this machine, else None."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.hostname not in _LOCAL_HOSTS:
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
 class BaseAdapter:
     """State and helpers common to the venue adapters; subclasses implement the protocol.
 
     Subclasses set ``exchange``, ``DEFAULT_URL`` (scheme, host and port only) and
     ``DEFAULT_REST_URL`` and implement ``url``, ``on_open`` and ``receive``.
+
+    Without ``rest_url``, a ``url`` on this machine (``127.0.0.1``, ``localhost``, ``::1``)
+    implies REST on the same host and port, as a local venue server usually offers both: a
+    test never reaches the real venue for a REST book by accident.
     """
 
     exchange: ClassVar[str] = ""
@@ -191,7 +208,7 @@ class BaseAdapter:
                 f"{self.exchange}: channels {sorted(unknown)} not supported; allowed {sorted(self.CHANNELS)}"
             )
         self.base_url = (url or self.DEFAULT_URL).rstrip("/")
-        self.rest_base_url = (rest_url or self.DEFAULT_REST_URL).rstrip("/")
+        self.rest_base_url = (rest_url or _local_rest(url) or self.DEFAULT_REST_URL).rstrip("/")
         self.checksum = checksum
         self.book = OrderBook()
         self.book_live = False

@@ -236,7 +236,10 @@ class BinanceAdapter(BaseAdapter):
         if not self.book_live:
             self._buffer.append({"U": first, "u": last, "E": ts_event, "levels": levels})
             del self._buffer[:-MAX_BUFFERED_EVENTS]
-            return []
+            if self._snapshot_pending:
+                return []
+            self._snapshot_pending = True  # the last answer was unusable: ask again
+            return [FetchSnapshot(self.snapshot_url())]
         if last <= self._local_id:
             return []
         if first > self._local_id + 1:

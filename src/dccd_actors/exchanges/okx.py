@@ -13,34 +13,32 @@ Choices this module makes where the protocol leaves room:
   int32 (:func:`okx_checksum`). ``0`` means "no checksum" (OKX sends 0 since June 2026) and is
   never a mismatch; any other value is verified unless ``checksum=False``.
 * **Resync.** A gap or a mismatch discards the book and re-subscribes ``books`` for this
-  ``instId`` only (unsubscribe, then subscribe). Updates are ignored until the new snapshot.
-  A malformed update is not applied at all, so the next one fails the sequence check.
+  ``instId`` only (unsubscribe, then subscribe). A malformed update is not applied at all, so
+  the next one fails the sequence check.
+* **No snapshot.** OKX announced that the WebSocket snapshot may be dropped in favour of REST
+  ``GET /api/v5/market/books`` plus ``seqId`` bridging. Updates that arrive after the ``books``
+  ack with no snapshot before them are buffered (at most 1,000) and the REST book is fetched
+  (``sz=400``). Buffered updates up to its ``seqId`` are dropped; the first one applied must
+  have ``prevSeqId <= seqId`` of the REST book (OKX's REST and WebSocket books are cut at
+  different moments), later ones chain as usual. A REST book that is older than the first
+  buffered update is fetched again. Updates that come before the ack belong to the
+  subscription just cancelled and are ignored.
 * **Trades** come aggregated per taker order (``tradeId`` is the last id of the fill). OKX
   replays its latest trade after every ``trades`` subscribe, so trades whose id is not above
   the last stored one are dropped; that memory survives :meth:`OkxAdapter.on_open`.
 * **Keepalive.** The text ``ping`` after 20 s without any message; if nothing (normally the
   text ``pong``) answers within 20 s more, :class:`Reconnect`. Notice ``64008`` (service
   upgrade) also asks for a new connection.
-* **Speed.** ``books`` frames are decoded twice by typed msgspec decoders, once for the wire
-  texts (the checksum) and once for the numbers (checked in C: prices > 0, sizes >= 0, all
-  finite, JSON number syntax), which costs less than converting and checking each text in
-  Python. A frame either decoder refuses takes the general ``json`` path, which names the
-  problem; both paths apply levels through the same code.
-* **Not done:** bootstrapping from REST ``/api/v5/market/books`` should OKX stop sending the
-  WebSocket snapshot (announced in 2026, not yet seen); updates without a snapshot are ignored.
+* **Speed.** ``books`` frames go through typed decoders (:mod:`._okx_wire`); a frame they
+  refuse takes the general ``json`` path, which names the problem. Both paths apply levels
+  through the same code.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-import sys
-import zlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from itertools import chain
-from typing import Annotated, Any, ClassVar, Final
+from collections.abc import Iterable
+from typing import Any, ClassVar, Final
 
 import msgspec
 
@@ -51,122 +49,42 @@ from dccd_actors.exchanges._base import (
     BaseAdapter,
     BookDeltas,
     BookValid,
-    DeltaRow,
     Event,
+    FetchSnapshot,
     Reconnect,
     Send,
     TradeRow,
     Trades,
     VenueError,
 )
-from dccd_actors.exchanges.book import ASK, BID, LevelText, PricedLevel
-from dccd_actors.records import FLAG_LAST
+from dccd_actors.exchanges._okx_wire import (
+    BookPart,
+    book_part,
+    decode_numbers,
+    decode_texts,
+    delta_rows,
+    okx_checksum,
+    rest_book,
+    trade_row,
+)
+from dccd_actors.exchanges.book import ASK, BID
 
 __all__ = ["CHECKSUM_DEPTH", "OkxAdapter", "okx_checksum"]
 
 PUBLIC_PATH: Final = "/ws/v5/public"
+BOOKS_REST_PATH: Final = "/api/v5/market/books"
 BOOK_CHANNEL: Final = "books"
 TRADE_CHANNEL: Final = "trades"
 CHECKSUM_DEPTH: Final = 25
+REST_DEPTH: Final = 400
+MAX_BUFFERED_UPDATES: Final = 1000
 #: OKX closes a connection after 30 s without data; ping after 20 s of silence.
 PING_AFTER_NS: Final = 20 * SECOND
 PONG_TIMEOUT_NS: Final = 20 * SECOND
 UPGRADE_NOTICE: Final = "64008"
 
-_SIDES: Final = {"buy": 1, "sell": -1}
-_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_DIGITS: Final = re.compile(r"[0-9]+")
-_INT64: Final = 2**63
 _BAD_FIELD: Final = (KeyError, TypeError, ValueError, IndexError, AttributeError)
-
 _BOOKS_PREFIX: Final = '{"arg":{"channel":"books"'  # how OKX starts every books push
-_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
-_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
-_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63) + 1, le=2**63 - 1)]
-_Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
-
-
-class _Arg(msgspec.Struct):
-    channel: str
-    instId: str
-
-
-# array_like: a level [px, sz, "0", numOrders] decodes to its first two fields, the rest
-# skipped unallocated; gc=False: these short-lived objects never feed the cyclic GC
-class _TextLevel(msgspec.Struct, array_like=True, gc=False):
-    px: str
-    sz: str
-
-
-class _NumberLevel(msgspec.Struct, array_like=True, gc=False):
-    px: _Price
-    sz: _Size
-
-
-class _TextPart(msgspec.Struct):
-    asks: list[_TextLevel]
-    bids: list[_TextLevel]
-    ts: _Millis
-    checksum: _Int64 = 0
-    seqId: _Int64 = -1
-    prevSeqId: _Int64 | None = None
-
-
-class _TextBooks(msgspec.Struct):
-    arg: _Arg
-    action: str
-    data: list[_TextPart]
-
-
-class _NumberPart(msgspec.Struct):
-    asks: list[_NumberLevel]
-    bids: list[_NumberLevel]
-
-
-class _NumberBooks(msgspec.Struct):
-    data: list[_NumberPart]
-
-
-# strict=False: OKX quotes numbers and times ("ts":"1652459225381"); msgspec converts in C
-_decode_texts: Final = msgspec.json.Decoder(_TextBooks, strict=False).decode
-_decode_numbers: Final = msgspec.json.Decoder(_NumberBooks, strict=False).decode
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """One element of a ``books`` push, decoded: per side the numbers and the wire texts."""
-
-    ts_event: int
-    seq: int
-    prev: int | None  # None: the message has no prevSeqId (recordings before 2023)
-    checksum: int
-    bids: Sequence[PricedLevel]
-    bid_texts: Sequence[LevelText]
-    asks: Sequence[PricedLevel]
-    ask_texts: Sequence[LevelText]
-
-
-def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int:
-    """OKX's signed CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:…`` over the levels given, best first.
-
-    Pass the top 25 per side; a side that runs out is simply skipped.
-
-    Example::
-
-        >>> okx_checksum([("3366.1", "7"), ("3366", "6")], [("3366.8", "9"), ("3368", "8")])
-        -1881014294
-    """
-    levels: list[tuple[str, str]]
-    if len(bids) == len(asks):  # the usual case: interleave by slicing
-        levels = [*bids, *asks]
-        levels[::2], levels[1::2] = bids, asks
-    else:
-        levels = []
-        for i in range(max(len(bids), len(asks))):
-            levels += bids[i : i + 1]
-            levels += asks[i : i + 1]
-    crc = zlib.crc32(":".join(chain.from_iterable(levels)).encode())
-    return crc - 2**32 if crc >= 2**31 else crc
 
 
 class OkxAdapter(BaseAdapter):
@@ -195,6 +113,10 @@ class OkxAdapter(BaseAdapter):
         self._last_trade_id = -1
         self._since_ns = 0
         self._ping_ns = 0
+        self._books_acked = False  # updates before the ack belong to a cancelled subscription
+        self._buffered: list[BookPart] = []  # updates that came with no snapshot before them
+        self._fetching = False  # a REST book is on its way
+        self._bridging = False  # a REST book was applied; the next update must straddle it
 
     @classmethod
     def for_inst_id(
@@ -220,10 +142,16 @@ class OkxAdapter(BaseAdapter):
     def url(self) -> str:
         return self.base_url + PUBLIC_PATH
 
+    def snapshot_url(self) -> str:
+        """The REST book, fetched only when OKX sends updates without a snapshot."""
+        return f"{self.rest_base_url}{BOOKS_REST_PATH}?instId={self.symbol}&sz={REST_DEPTH}"
+
     def on_open(self) -> list[Event]:
         self.book.clear()
         self.book_live = False
         self._seq_id = -1
+        self._books_acked = self._fetching = self._bridging = False
+        self._buffered.clear()
         self._since_ns = self._ping_ns = 0
         channels = [TRADE_CHANNEL] if "trades" in self.channels else []
         channels += [BOOK_CHANNEL] if "book" in self.channels else []
@@ -285,6 +213,8 @@ class OkxAdapter(BaseAdapter):
     def _event(self, msg: dict[str, Any], text: str) -> list[Event]:
         event, code = msg["event"], msg.get("code")
         if event in ("subscribe", "unsubscribe"):
+            if msg.get("arg") == {"channel": BOOK_CHANNEL, "instId": self.symbol}:
+                self._books_acked = event == "subscribe"
             return []
         if event == "error":
             return [VenueError(f"okx error {code}: {msg.get('msg')}")]
@@ -298,6 +228,7 @@ class OkxAdapter(BaseAdapter):
 
     def _resync(self, cause: str, detail: str) -> list[Event]:
         invalid = self._invalidate(cause, detail)
+        self._books_acked = self._bridging = False
         channels = [BOOK_CHANNEL]
         return [
             invalid,
@@ -313,7 +244,7 @@ class OkxAdapter(BaseAdapter):
         last_id = self._last_trade_id
         for trade in data:
             self._check_symbol(trade["instId"], text)
-            row = _trade_row(trade, ts_recv)
+            row = trade_row(trade, ts_recv)
             if row[2] > last_id:  # not the replay of a stored trade
                 rows.append(row)
                 last_id = row[2]
@@ -324,7 +255,7 @@ class OkxAdapter(BaseAdapter):
     def _books_typed(self, text: str, ts_recv: int) -> list[Event] | None:
         """The fast path for well-formed ``books`` pushes; None sends a frame down the other."""
         try:
-            msg, numbers = _decode_texts(text), _decode_numbers(text)
+            msg, numbers = decode_texts(text), decode_numbers(text)
         except msgspec.MsgspecError:
             return None
         if msg.arg.instId != self.symbol or msg.arg.channel != BOOK_CHANNEL:
@@ -333,7 +264,7 @@ class OkxAdapter(BaseAdapter):
             return None
         events: list[Event] = []
         for part, nums in zip(msg.data, numbers.data, strict=True):
-            decoded = _Part(
+            decoded = BookPart(
                 part.ts * MS,
                 part.seqId,
                 part.prevSeqId,
@@ -352,19 +283,30 @@ class OkxAdapter(BaseAdapter):
             raise ValueError(f"bad action {action!r} or data")
         events: list[Event] = []
         for part in data:  # one element in practice; the protocol allows more
-            events += self._book_part(action == "snapshot", _part(part), ts_recv)
+            events += self._book_part(action == "snapshot", book_part(part), ts_recv)
         return events
 
-    def _book_part(self, snapshot: bool, part: _Part, ts_recv: int) -> list[Event]:
+    def _book_part(self, snapshot: bool, part: BookPart, ts_recv: int) -> list[Event]:
         ts_event, seq, prev, checksum = part.ts_event, part.seq, part.prev, part.checksum
         if snapshot:
             self.book.clear()
             self.book_live = True
+            self._buffered.clear()
+            self._fetching = self._bridging = False  # a REST answer still on its way is moot
         elif not self.book_live:
-            return []  # waiting for the snapshot that a resync asked for
+            return self._without_snapshot(part)
+        elif self._bridging:
+            if prev is not None and seq <= self._seq_id:
+                return []  # already in the REST book
+            if prev is not None and prev > self._seq_id:  # updates were missed after it
+                detail = f"REST book at seqId {self._seq_id}, next update has prevSeqId {prev}"
+                invalid = self._invalidate("resync", detail)
+                return [invalid, *self._without_snapshot(part)]
+            self._bridging = False
         elif prev is not None and self._seq_id != -1 and prev != self._seq_id:
             return self._resync("seq_gap", f"expected prevSeqId={self._seq_id}, got {prev}")
-        rows = self._apply(part, ts_event, ts_recv, seq)
+        self.book.apply_side_texts(BID, part.bids, part.bid_texts)
+        self.book.apply_side_texts(ASK, part.asks, part.ask_texts)
         if checksum != 0 and self.checksum:
             computed = okx_checksum(*self.book.top_text(CHECKSUM_DEPTH))
             if computed != checksum:
@@ -373,68 +315,52 @@ class OkxAdapter(BaseAdapter):
         self._mark_book(ts_event, ts_recv, seq)
         if snapshot:
             return [BookDeltas(self.book.snapshot_rows(ts_event, ts_recv, seq)), BookValid(ts_recv)]
+        rows = delta_rows(part, ts_event, ts_recv, seq)
         return [BookDeltas(rows)] if rows else []
 
-    def _apply(self, part: _Part, ts_event: int, ts_recv: int, seq: int) -> list[DeltaRow]:
-        """Bids then asks, in message order, the wire texts kept for the checksum."""
-        self.book.apply_side_texts(BID, part.bids, part.bid_texts)
-        self.book.apply_side_texts(ASK, part.asks, part.ask_texts)
-        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, n.px, n.sz, 0) for n in part.bids]
-        rows += [(ts_event, ts_recv, seq, ASK, n.px, n.sz, 0) for n in part.asks]
-        if rows:
-            rows[-1] = (*rows[-1][:6], FLAG_LAST)
-        return rows
+    # -- book without a WebSocket snapshot (REST + seqId bridge) ----------------------
+    def _without_snapshot(self, part: BookPart) -> list[Event]:
+        if not self._books_acked:
+            return []  # sent before the subscription that will bring the next book
+        self._buffered.append(part)
+        del self._buffered[:-MAX_BUFFERED_UPDATES]
+        if self._fetching:
+            return []
+        self._fetching = True
+        return [FetchSnapshot(self.snapshot_url())]
 
+    def receive_snapshot(self, body: str, ts_recv: int) -> list[Event]:
+        """Bridge the REST book to the buffered updates by ``seqId`` (see the module notes).
 
-def _number(text: Any, positive: bool) -> float:
-    if not isinstance(text, str) or not _NUMBER.fullmatch(text):
-        raise ValueError(f"not a decimal number text: {text!r}")
-    value = float(text)
-    if not math.isfinite(value) or (positive and value <= 0.0):
-        raise ValueError(f"number out of range: {text!r}")
-    return value
+        Example::
 
+            >>> a = OkxAdapter("BTC/USDT", ["book"]); _ = a.on_open()
+            >>> a.receive_snapshot('{"code":"0","data":[]}', 1)  # nothing asked: ignored
+            []
+        """
+        if not self._fetching or self.book_live:
+            return []  # a WebSocket snapshot came first, or a new connection since the ask
+        self._fetching = False
+        try:
+            snapshot = rest_book(body)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise self._parse_error(
+                "bad_snapshot", f"REST books unusable ({exc!r})", body
+            ) from None
+        pending = [u for u in self._buffered if u.seq > snapshot.seq]
+        self._buffered.clear()
+        if pending and pending[0].prev is not None and pending[0].prev > snapshot.seq:
+            self._buffered = pending  # the REST book is older than the updates held: ask again
+            self._fetching = True
+            return [FetchSnapshot(self.snapshot_url())]
+        events = self._book_part(True, snapshot, ts_recv)
+        self._bridging = self.book_live
+        for update in pending:
+            events += self._book_part(False, update, ts_recv)
+        return events
 
-def _part(part: Any) -> _Part:
-    """A ``books`` data element parsed by the general path, every field checked."""
-    bids, bid_texts = _levels(part["bids"])
-    asks, ask_texts = _levels(part["asks"])
-    prev = _integer(part["prevSeqId"]) if "prevSeqId" in part else None
-    seq, checksum = _integer(part.get("seqId", -1)), _integer(part.get("checksum", 0))
-    return _Part(_ms_to_ns(part["ts"]), seq, prev, checksum, bids, bid_texts, asks, ask_texts)
-
-
-def _levels(raw: Any) -> tuple[list[_NumberLevel], list[_TextLevel]]:
-    if not isinstance(raw, list):
-        raise TypeError("book side is not a list")
-    numbers, texts = [], []
-    for level in raw:
-        if not isinstance(level, list) or len(level) < 2:
-            raise ValueError(f"level is not [price, size, …]: {level!r}")
-        price_text, size_text = level[0], level[1]
-        numbers.append(_NumberLevel(_number(price_text, True), _number(size_text, False)))
-        texts.append(_TextLevel(price_text, size_text))
-    return numbers, texts
-
-
-def _trade_row(trade: Any, ts_recv: int) -> TradeRow:
-    trade_id = _integer(trade["tradeId"])
-    price, amount = _number(trade["px"], True), _number(trade["sz"], True)
-    ts_event, side = _ms_to_ns(trade["ts"]), _SIDES[trade["side"]]
-    return (ts_event, ts_recv, trade_id, b"", price, amount, side, 0)
-
-
-def _integer(value: Any) -> int:
-    """An int64 from a JSON integer or a string of digits (OKX quotes ids and times)."""
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        value = int(value)
-    if type(value) is not int or not -_INT64 < value < _INT64:
-        raise ValueError(f"not an int64: {value!r}")
-    return value
-
-
-def _ms_to_ns(value: Any) -> int:
-    ms = _integer(value)
-    if not 0 <= ms < _INT64 // MS:
-        raise ValueError(f"timestamp out of range: {value!r}")
-    return ms * MS
+    def snapshot_failed(self, reason: str) -> list[Event]:
+        """Ask again; the stream actor spaces the attempts out."""
+        if not self._fetching:
+            return []
+        return [FetchSnapshot(self.snapshot_url())]

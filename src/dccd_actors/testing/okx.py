@@ -8,7 +8,14 @@ level of the 400-level view, with ``prevSeqId`` equal to the previous ``seqId`` 
 grown by 1 to 3; a tick that changes nothing sends the heartbeat (empty sides, ``prevSeqId ==
 seqId``). Checksums are computed here by :func:`book_checksum`, independently of the adapter.
 
+``GET /api/v5/market/books?instId=…&sz=…`` answers ``{"code":"0","msg":"","data":[{"asks",
+"bids","ts","seqId"}]}``, the ``data`` element of a WebSocket snapshot without ``checksum`` and
+``prevSeqId``; PROTOCOLS.md says only that it "returns ``seqId``", so this layout is
+[unverified].
+
 Options and faults: ``checksum_zero=True`` sends checksum 0 as production has since June 2026;
+``ws_snapshot=False`` subscribes ``books`` without the snapshot, as OKX announced it may (the
+client must bootstrap from REST);
 :meth:`FakeOkx.inject_sequence_gap`, :meth:`FakeOkx.corrupt_next_checksum`,
 :meth:`FakeOkx.reset_sequence`, plus the base class's drop, silence and raw frames. An unknown
 ``instId`` gets the error reply; its code ``60018`` and text are [unverified] (PROTOCOLS.md
@@ -29,6 +36,7 @@ from dccd_actors.testing._server import FakeConnection, FakeExchange, float_book
 __all__ = ["FakeOkx", "book_checksum", "number_text"]
 
 PUBLIC_PATH: Final = "/ws/v5/public"
+BOOKS_REST_PATH: Final = "/api/v5/market/books"
 DEPTH: Final = 400
 CHECKSUM_LEVELS: Final = 25
 CHANNELS: Final = ("trades", "books")
@@ -83,9 +91,13 @@ class FakeOkx(FakeExchange):
 
     exchange = "okx"
 
-    def __init__(self, *args: Any, checksum_zero: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, checksum_zero: bool = False, ws_snapshot: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.checksum_zero = checksum_zero
+        self.ws_snapshot = ws_snapshot
+        self.rest_books_served = 0
         self._rng = random.Random(self.seed)
         self.inst_ids = {pair.replace("/", "-"): pair for pair in self.pairs}
         self._views = {pair: self._top(pair) for pair in self.pairs}
@@ -161,10 +173,30 @@ class FakeOkx(FakeExchange):
                 conn.subscriptions.discard(key)
                 return
             conn.subscriptions.add(key)
-            if channel == "books":
+            if channel == "books" and self.ws_snapshot:
                 conn.send(self._book_frame(pair, "snapshot", self._views[pair], -1, self.now_ms()))
             elif pair in self._last_trade:  # OKX pushes the latest past trade after the ack
                 self._replay_trade(conn, pair)
+
+    def handle_http(self, route: str, query: dict[str, str]) -> tuple[int, str] | None:
+        if route != BOOKS_REST_PATH:
+            return None
+        pair = self.inst_ids.get(query.get("instId", ""))
+        if pair is None:
+            return 200, json.dumps(
+                {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+            )
+        depth = min(int(query.get("sz", "1")), DEPTH)
+        with self._lock:
+            bids, asks = self._views[pair]
+            book = {
+                "asks": _levels(dict(sorted(asks.items())[:depth]), False),
+                "bids": _levels(dict(sorted(bids.items(), reverse=True)[:depth]), True),
+                "ts": str(self.now_ms()),
+                "seqId": self.seq_ids[pair],
+            }
+            self.rest_books_served += 1
+        return 200, json.dumps({"code": "0", "msg": "", "data": [book]}, separators=(",", ":"))
 
     def _replay_trade(self, conn: FakeConnection, pair: str) -> None:
         trade, frame = self._last_trade[pair]

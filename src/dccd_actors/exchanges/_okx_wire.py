@@ -1,0 +1,212 @@
+"""OKX v5 wire formats: typed decoders, the general parsers, the checksum and delta rows.
+
+Pure functions and types, no protocol state: :mod:`dccd_actors.exchanges.okx` holds that.
+``books`` pushes are decoded twice by typed msgspec decoders, once for the wire texts (the
+checksum) and once for the numbers (checked in C: prices > 0, sizes >= 0, all finite, JSON
+number syntax), which costs less than converting and checking each text in Python. A frame
+either decoder refuses takes the general path (:func:`book_part`), which names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import zlib
+from collections.abc import Sequence
+from itertools import chain
+from typing import Annotated, Any, Final, NamedTuple
+
+import msgspec
+
+from dccd_actors.exchanges._base import MS, DeltaRow, TradeRow
+from dccd_actors.exchanges.book import ASK, BID, LevelText, PricedLevel
+from dccd_actors.records import FLAG_LAST
+
+__all__ = [
+    "BookPart",
+    "TextBooks",
+    "book_part",
+    "decode_numbers",
+    "decode_texts",
+    "delta_rows",
+    "integer",
+    "okx_checksum",
+    "rest_book",
+    "trade_row",
+]
+
+_SIDES: Final = {"buy": 1, "sell": -1}
+_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_DIGITS: Final = re.compile(r"[0-9]+")
+_INT64: Final = 2**63
+
+_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
+_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63) + 1, le=2**63 - 1)]
+_Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
+
+
+class _Arg(msgspec.Struct):
+    channel: str
+    instId: str
+
+
+# array_like: a level [px, sz, "0", numOrders] decodes to its first two fields, the rest
+# skipped unallocated; gc=False: these short-lived objects never feed the cyclic GC
+class _TextLevel(msgspec.Struct, array_like=True, gc=False):
+    px: str
+    sz: str
+
+
+class _NumberLevel(msgspec.Struct, array_like=True, gc=False):
+    px: _Price
+    sz: _Size
+
+
+class _TextPart(msgspec.Struct):
+    asks: list[_TextLevel]
+    bids: list[_TextLevel]
+    ts: _Millis
+    checksum: _Int64 = 0
+    seqId: _Int64 = -1
+    prevSeqId: _Int64 | None = None
+
+
+class TextBooks(msgspec.Struct):
+    arg: _Arg
+    action: str
+    data: list[_TextPart]
+
+
+class _NumberPart(msgspec.Struct):
+    asks: list[_NumberLevel]
+    bids: list[_NumberLevel]
+
+
+class _NumberBooks(msgspec.Struct):
+    data: list[_NumberPart]
+
+
+# strict=False: OKX quotes numbers and times ("ts":"1652459225381"); msgspec converts in C
+decode_texts: Final = msgspec.json.Decoder(TextBooks, strict=False).decode
+decode_numbers: Final = msgspec.json.Decoder(_NumberBooks, strict=False).decode
+
+
+class BookPart(NamedTuple):
+    """One element of a ``books`` push, decoded: per side the numbers and the wire texts."""
+
+    ts_event: int
+    seq: int
+    prev: int | None  # None: the message has no prevSeqId (recordings before 2023)
+    checksum: int
+    bids: Sequence[PricedLevel]
+    bid_texts: Sequence[LevelText]
+    asks: Sequence[PricedLevel]
+    ask_texts: Sequence[LevelText]
+
+
+def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int:
+    """OKX's signed CRC32 of ``bid1px:bid1sz:ask1px:ask1sz:…`` over the levels given, best first.
+
+    Pass the top 25 per side; a side that runs out is simply skipped.
+
+    Example::
+
+        >>> okx_checksum([("3366.1", "7"), ("3366", "6")], [("3366.8", "9"), ("3368", "8")])
+        -1881014294
+    """
+    levels: list[tuple[str, str]]
+    if len(bids) == len(asks):  # the usual case: interleave by slicing
+        levels = [*bids, *asks]
+        levels[::2], levels[1::2] = bids, asks
+    else:
+        levels = []
+        for i in range(max(len(bids), len(asks))):
+            levels += bids[i : i + 1]
+            levels += asks[i : i + 1]
+    crc = zlib.crc32(":".join(chain.from_iterable(levels)).encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+def delta_rows(part: BookPart, ts_event: int, ts_recv: int, seq: int) -> list[DeltaRow]:
+    """An update's rows: bids then asks, in message order."""
+    rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, n.px, n.sz, 0) for n in part.bids]
+    rows += [(ts_event, ts_recv, seq, ASK, n.px, n.sz, 0) for n in part.asks]
+    if rows:
+        rows[-1] = (*rows[-1][:6], FLAG_LAST)
+    return rows
+
+
+def _number(text: Any, positive: bool) -> float:
+    if not isinstance(text, str) or not _NUMBER.fullmatch(text):
+        raise ValueError(f"not a decimal number text: {text!r}")
+    value = float(text)
+    if not math.isfinite(value) or (positive and value <= 0.0):
+        raise ValueError(f"number out of range: {text!r}")
+    return value
+
+
+def book_part(part: Any) -> BookPart:
+    """A ``books`` data element parsed by the general path, every field checked."""
+    bids, bid_texts = _levels(part["bids"])
+    asks, ask_texts = _levels(part["asks"])
+    prev = integer(part["prevSeqId"]) if "prevSeqId" in part else None
+    seq, checksum = integer(part.get("seqId", -1)), integer(part.get("checksum", 0))
+    return BookPart(ms_to_ns(part["ts"]), seq, prev, checksum, bids, bid_texts, asks, ask_texts)
+
+
+def _levels(raw: Any) -> tuple[list[_NumberLevel], list[_TextLevel]]:
+    if not isinstance(raw, list):
+        raise TypeError("book side is not a list")
+    numbers, texts = [], []
+    for level in raw:
+        if not isinstance(level, list) or len(level) < 2:
+            raise ValueError(f"level is not [price, size, …]: {level!r}")
+        price_text, size_text = level[0], level[1]
+        numbers.append(_NumberLevel(_number(price_text, True), _number(size_text, False)))
+        texts.append(_TextLevel(price_text, size_text))
+    return numbers, texts
+
+
+def trade_row(trade: Any, ts_recv: int) -> TradeRow:
+    trade_id = integer(trade["tradeId"])
+    price, amount = _number(trade["px"], True), _number(trade["sz"], True)
+    ts_event, side = ms_to_ns(trade["ts"]), _SIDES[trade["side"]]
+    return (ts_event, ts_recv, trade_id, b"", price, amount, side, 0)
+
+
+def integer(value: Any) -> int:
+    """An int64 from a JSON integer or a string of digits (OKX quotes ids and times)."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)
+    if type(value) is not int or not -_INT64 < value < _INT64:
+        raise ValueError(f"not an int64: {value!r}")
+    return value
+
+
+def ms_to_ns(value: Any) -> int:
+    ms = integer(value)
+    if not 0 <= ms < _INT64 // MS:
+        raise ValueError(f"timestamp out of range: {value!r}")
+    return ms * MS
+
+
+def rest_book(body: str) -> BookPart:
+    """The ``GET /api/v5/market/books`` answer as a snapshot part; ``seqId`` is required.
+
+    Raises ValueError, KeyError or TypeError naming what is wrong, and ValueError for a
+    refusal (``code`` other than ``"0"``).
+    """
+    msg = json.loads(body)
+    if not isinstance(msg, dict):
+        raise TypeError("the answer is not a JSON object")
+    if str(msg.get("code")) != "0":
+        raise ValueError(f"okx refused: code {msg.get('code')!r}, msg {msg.get('msg')!r}")
+    data = msg["data"]
+    if not isinstance(data, list) or len(data) != 1 or not isinstance(data[0], dict):
+        raise ValueError("data is not a list of one book")
+    if "seqId" not in data[0]:
+        raise KeyError("seqId (needed to bridge the book to the WebSocket updates)")
+    return book_part(data[0])
