@@ -145,3 +145,7 @@ def test_apply_side_texts_equals_setting_each_level_with_its_texts(
                 level_by_level.set(side, price, size, f"{price}", f"{size}")
     assert by_side.top(10_000) == level_by_level.top(10_000)
     assert by_side.top_text(10_000) == level_by_level.top_text(10_000)
+    assert (by_side.bid_count, by_side.ask_count) == (
+        level_by_level.bid_count,
+        level_by_level.ask_count,
+    )

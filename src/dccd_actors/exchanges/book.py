@@ -170,6 +170,16 @@ class OrderBook:
         bid = side == BID
         sizes, keys = (self._bids, self._bid_keys) if bid else (self._asks, self._ask_keys)
         book_texts = self._texts
+        if not sizes:  # a snapshot: fill the side, then sort its keys once
+            for level, text in zip(levels, texts, strict=True):
+                price = level.px
+                if level.sz:
+                    sizes[price] = level.sz
+                    book_texts[price if bid else -price] = (text.px, text.sz)
+                elif sizes.pop(price, None) is not None:  # deleted again in the same message
+                    del book_texts[price if bid else -price]
+            keys[:] = sorted(sizes) if bid else sorted([-price for price in sizes])
+            return
         for level, text in zip(levels, texts, strict=True):
             price, size = level.px, level.sz
             key = price if bid else -price
