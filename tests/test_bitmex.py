@@ -125,6 +125,9 @@ def test_url_subscribe_and_symbols() -> None:
     assert a.url() == "wss://ws.bitmex.com/realtime"
     assert a.on_open() == [Send(SUB_XBT)]
     assert BitmexAdapter("BTC/USD", url="ws://127.0.0.1:9/").url() == "ws://127.0.0.1:9/realtime"
+    whole = BitmexAdapter("BTC/USD", url="ws://127.0.0.1:9/realtime")  # path given: not doubled
+    assert whole.url() == "ws://127.0.0.1:9/realtime"
+    assert BitmexAdapter("BTC/USD", url="wss://h/proxy").url() == "wss://h/proxy/realtime"
     trades_only = BitmexAdapter("ETH/USDT", ["trades"])
     assert trades_only.on_open() == [Send('{"op":"subscribe","args":["trade:ETHUSDT"]}')]
     assert [venue_symbol(p) for p in ("BTC/USD", "ETH/USDT", "BTC/USDT")] == [

@@ -91,6 +91,14 @@ def test_url_subscribe_and_any_inst_id() -> None:
     adapter = OkxAdapter(PAIR)
     assert adapter.url() == "wss://ws.okx.com:8443/ws/v5/public"
     assert OkxAdapter(PAIR, url="ws://127.0.0.1:9").url() == "ws://127.0.0.1:9/ws/v5/public"
+    whole = OkxAdapter(PAIR, url="ws://127.0.0.1:9/ws/v5/public/")  # path given: not doubled
+    assert whole.url() == "ws://127.0.0.1:9/ws/v5/public"
+    assert whole.snapshot_url().startswith("http://127.0.0.1:9/api/v5/market/books?")
+    assert (
+        OkxAdapter(PAIR, url="wss://wsaws.okx.com:8443")
+        .snapshot_url()
+        .startswith("https://www.okx.com/api/v5/market/books?")
+    )  # a remote WebSocket host never implies its REST host
     assert sent(adapter.on_open())[0] == {
         "op": "subscribe",
         "args": [

@@ -129,6 +129,19 @@ def test_a_silent_venue_trips_the_watchdog_and_the_silence_is_a_stale_gap(tmp_pa
         )
 
 
+def test_a_quiet_symbol_kept_alive_by_venue_pings_is_not_stale(tmp_path: Path) -> None:
+    """PROTOCOLS §1.3: a quiet symbol gets no data at all; the venue's PING frames keep it."""
+    policy = RestartPolicy(min_backoff=0.05, max_backoff=0.1, stale_timeout=0.5)
+    fake = FakeBinance(["BTC/USDT"], seed=25, ws_ping_interval=0.1)
+    with fake, Collector(config(tmp_path, [_job(fake, ["BTC/USDT"])], policy=policy)) as c:
+        wait_until(lambda: _row(c, "BTC/USDT").book_live)
+        fake.pause()  # no market data; the connection stays open
+        time.sleep(2.0)
+        row = _row(c, "BTC/USDT")
+        assert (row.gen, row.state, row.book_live) == (1, "running", True)
+    assert len(open_store(tmp_path).gaps("binance", "BTC/USDT")) == 0
+
+
 def test_the_gap_ledger_reconciles_with_the_injected_faults(tmp_path: Path) -> None:
     with FakeBinance(["BTC/USDT"], seed=24) as fake:
         job = _job(fake, ["BTC/USDT"])

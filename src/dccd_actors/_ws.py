@@ -95,6 +95,8 @@ class Connection:
         self.max_frame_bytes = max_frame_bytes
         self.bytes_received = 0
         self._stamp = 0
+        # the venue's last ping: a quiet symbol gets nothing else, and is alive (Binance)
+        self.last_control_ns = 0
 
     def fileno(self) -> int:
         """The socket's file descriptor (for selectors)."""
@@ -324,10 +326,11 @@ class Connection:
 
     def _handle(self, fin: bool, opcode: int, payload: bytes) -> str | bytes | None:
         if opcode == OP_PING:
+            self.last_control_ns = self._stamp
             with contextlib.suppress(ConnectionLost):
                 self._send_frame(payload, OP_PONG, 0.0)  # the read loop's thread: never wait
             return None
-        if opcode == OP_PONG:
+        if opcode == OP_PONG:  # answers our own ping: says nothing of the venue's feed
             return None
         if opcode == OP_CLOSE:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005

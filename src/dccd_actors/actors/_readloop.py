@@ -190,11 +190,14 @@ class ReadLoop:
             too_large = isinstance(exc, FrameTooLarge)
             self._drop(watch, ReaderDied(str(exc), watch.reader_id, too_large=too_large))
             return
+        # the watchdog judges the connection: a ping from the venue proves it alive
+        last_control = watch.conn.last_control_ns
         if not chunks:
+            watch.inflight.last_recv_ns = max(watch.inflight.last_recv_ns, last_control)
             return
         watch.chunks.extend(chunks)
         watch.pending += sum(len(frames) for _, frames in chunks)
-        watch.inflight.last_recv_ns = chunks[-1][0]
+        watch.inflight.last_recv_ns = max(chunks[-1][0], last_control)
         if watch.pending >= _HANDOFF_FRAMES:
             self._hand_off(watch)
             if watch not in self._watches:

@@ -177,8 +177,10 @@ def _local_rest(url: str | None) -> str | None:
 class BaseAdapter:
     """State and helpers common to the venue adapters; subclasses implement the protocol.
 
-    Subclasses set ``exchange``, ``DEFAULT_URL`` (scheme, host and port only) and
-    ``DEFAULT_REST_URL`` and implement ``url``, ``on_open`` and ``receive``.
+    Subclasses set ``exchange``, ``DEFAULT_URL`` (scheme, host and port only),
+    ``DEFAULT_REST_URL`` and ``WS_PATH`` (the path ``url`` appends) and implement ``url``,
+    ``on_open`` and ``receive``. A ``url`` given whole, path included
+    (``ws://127.0.0.1:9/ws/v5/public``), is taken as its base: the path is not doubled.
 
     Without ``rest_url``, a ``url`` on this machine (``127.0.0.1``, ``localhost``, ``::1``)
     implies REST on the same host and port, as a local venue server usually offers both: a
@@ -188,6 +190,7 @@ class BaseAdapter:
     exchange: ClassVar[str] = ""
     DEFAULT_URL: ClassVar[str] = ""
     DEFAULT_REST_URL: ClassVar[str] = ""
+    WS_PATH: ClassVar[str] = ""
     CHANNELS: ClassVar[frozenset[str]] = frozenset({"trades", "book"})
 
     def __init__(
@@ -208,6 +211,8 @@ class BaseAdapter:
                 f"{self.exchange}: channels {sorted(unknown)} not supported; allowed {sorted(self.CHANNELS)}"
             )
         self.base_url = (url or self.DEFAULT_URL).rstrip("/")
+        if self.WS_PATH and self.base_url.endswith(self.WS_PATH):
+            self.base_url = self.base_url[: -len(self.WS_PATH)]
         self.rest_base_url = (rest_url or _local_rest(url) or self.DEFAULT_REST_URL).rstrip("/")
         self.checksum = checksum
         self.book = OrderBook()

@@ -98,6 +98,7 @@ class BitmexAdapter(BaseAdapter):
 
     exchange: ClassVar[str] = "bitmex"
     DEFAULT_URL: ClassVar[str] = "wss://ws.bitmex.com"
+    WS_PATH: ClassVar[str] = "/realtime"
     DEFAULT_REST_URL: ClassVar[str] = "https://www.bitmex.com"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -117,7 +118,7 @@ class BitmexAdapter(BaseAdapter):
 
     # -- the contract ---------------------------------------------------------------
     def url(self) -> str:
-        return f"{self.base_url}/realtime"
+        return f"{self.base_url}{self.WS_PATH}"
 
     def on_open(self) -> list[Event]:
         # Server state never survives a connection; the trade-id memory must (dedupe).

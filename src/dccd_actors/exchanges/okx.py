@@ -105,6 +105,7 @@ class OkxAdapter(BaseAdapter):
     exchange: ClassVar[str] = "okx"
     DEFAULT_URL: ClassVar[str] = "wss://ws.okx.com:8443"
     DEFAULT_REST_URL: ClassVar[str] = "https://www.okx.com"
+    WS_PATH: ClassVar[str] = PUBLIC_PATH
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -112,6 +112,7 @@ class FakeExchange:
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         send_timeout: float = 0.0,
+        ws_ping_interval: float | None = None,
     ) -> None:
         self.pairs = list(pairs)
         self.seed = seed
@@ -130,6 +131,8 @@ class FakeExchange:
         self._ssl = ssl_context
         # a client that stops reading for this long is dropped, as venues do (0: never)
         self.send_timeout = send_timeout
+        # WebSocket PING frames every this many seconds, as Binance sends every 20 s (None: none)
+        self.ws_ping_interval = ws_ping_interval
         self._lock = threading.RLock()
         self._server: Server | None = None
         self._threads: list[threading.Thread] = []
@@ -165,7 +168,7 @@ class FakeExchange:
             process_request=self._process_request,
             compression=None,
             ssl=self._ssl,
-            ping_interval=None,
+            ping_interval=self.ws_ping_interval,
             max_size=None,
             logger=_ws_logger,
         )
