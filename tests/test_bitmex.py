@@ -154,6 +154,18 @@ def test_welcome_acks_and_pong_give_nothing(fixtures_dir: Path) -> None:
     assert len(control) == 31  # verification.json control_frames
     assert all(a.receive(text, T0) == [] for text in control)
     assert a.receive("pong", T0) == []
+    assert a.receive("ping", T0) == [Send("pong")]  # the venue may ping us too (§0.1)
+
+
+def test_a_trade_id_that_is_not_a_uuid_is_kept_as_sent() -> None:
+    a = BitmexAdapter("BTC/USD", ["trades"])
+    a.on_open()
+    a.receive(frame("trade", "partial", []), T0)
+    [trades] = a.receive(frame("trade", "insert", [trow("00000000"), trow(UUID1)]), T0)
+    assert isinstance(trades, Trades) and [r[3] for r in trades.rows] == [
+        b"00000000",
+        UUID1.encode(),
+    ]
 
 
 def test_unverified_error_reply_shape_gives_venue_error() -> None:
@@ -183,7 +195,8 @@ def test_unverified_error_reply_shape_gives_venue_error() -> None:
         (frame("orderBookL2", "insert", [brow(9, "Hold", 1, 99.5)]), "bad_field"),
         (frame("orderBookL2", "update", [brow(1, "Buy", True)]), "bad_field"),
         (frame("orderBookL2", "merge", [brow(1, "Buy", 1)]), "unknown"),
-        (frame("trade", "insert", [trow("not-a-uuid")]), "bad_field"),
+        (frame("trade", "insert", [trow("x" * 37)]), "bad_field"),  # wider than trade_uid
+        (frame("trade", "insert", [trow("")]), "bad_field"),
         (frame("trade", "insert", [trow(UUID1, price=math.inf)]), "bad_field"),
         (frame("trade", "insert", [{**trow(UUID1), "timestamp": "yesterday"}]), "bad_field"),
         (frame("trade", "delete", [trow(UUID1)]), "unknown"),

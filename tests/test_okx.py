@@ -295,6 +295,27 @@ def test_updates_without_a_snapshot_fetch_the_rest_book_and_bridge_on_seq_id() -
     assert of(gap, BookInvalid)[0].cause == "seq_gap"  # chained by equality again
 
 
+def test_a_sequence_reset_right_after_the_rest_book_is_applied() -> None:
+    """PROTOCOLS §4.6: after maintenance an update may come with seqId < prevSeqId."""
+    adapter = acked()
+    [_] = adapter.receive(books("update", [], [], seqId=100, prevSeqId=100), 2)
+    reset = books("update", [["99", "1", "0", "1"]], [], seqId=3, prevSeqId=100)
+    assert adapter.receive(reset, 3) == []  # buffered with the first
+    events = adapter.receive_snapshot(rest(100, [["100", "1", "0", "1"]], []), 4)
+    assert BookValid(4) in events and [r[2] for r in of(events, BookDeltas)[-1].rows] == [3]
+    later = books("update", [["98", "1", "0", "1"]], [], seqId=5, prevSeqId=3)
+    assert of(adapter.receive(later, 5), BookDeltas)
+    assert held(adapter) == {BID: {100.0: 1.0, 99.0: 1.0, 98.0: 1.0}, ASK: {}}
+
+
+def test_a_reset_after_a_rest_book_already_applied_chains_on() -> None:
+    adapter = acked()
+    adapter.receive(books("update", [], [], seqId=100, prevSeqId=100), 2)
+    assert BookValid(3) in adapter.receive_snapshot(rest(100, [["100", "1", "0", "1"]], []), 3)
+    reset = books("update", [["99", "1", "0", "1"]], [], seqId=3, prevSeqId=100)
+    assert of(adapter.receive(reset, 4), BookDeltas) and adapter.book_top(1).seq == 3
+
+
 def test_a_rest_book_older_than_the_buffered_updates_is_fetched_again() -> None:
     adapter = acked()
     [fetch] = adapter.receive(
@@ -335,6 +356,26 @@ def test_a_rest_answer_after_a_websocket_snapshot_or_a_bad_one_changes_nothing()
     assert BookValid(7) in adapter.receive(snap, 7)
     assert adapter.receive_snapshot(rest(13, [["1", "1", "0", "1"]], []), 8) == []
     assert held(adapter) == {BID: {100.0: 1.0}, ASK: {}}
+
+
+def test_a_push_listing_its_newest_trade_first_keeps_every_trade_once() -> None:
+    adapter = OkxAdapter(PAIR)
+    [first] = adapter.receive(trades(12, 11, 12), 10)
+    assert [row[2] for row in first.rows] == [12, 11]
+    [later] = adapter.receive(trades(11, 13), 11)
+    assert [row[2] for row in later.rows] == [13]
+
+
+def test_a_venue_ping_gets_a_pong_and_quoted_negative_numbers_parse() -> None:
+    adapter = OkxAdapter(PAIR)
+    assert adapter.receive("ping", 1) == [Send("pong")]
+    spaced = json.dumps(  # not compact: the general path, with every number quoted
+        {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "snapshot",
+         "data": [{"asks": [["3366.8", "9", "0", "1"]], "bids": [["3366.1", "7", "0", "1"]],
+                   "ts": "1652459225381", "checksum": "-1", "prevSeqId": "-1", "seqId": "7"}]},
+    )  # fmt: skip
+    events = adapter.receive(spaced, 2)
+    assert of(events, BookInvalid)[0].cause == "checksum"  # parsed; -1 is simply wrong
 
 
 def test_replayed_latest_trade_is_stored_once_even_across_reconnects() -> None:

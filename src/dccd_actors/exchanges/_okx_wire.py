@@ -39,7 +39,7 @@ __all__ = [
 
 _SIDES: Final = {"buy": 1, "sell": -1}
 _NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_DIGITS: Final = re.compile(r"[0-9]+")
+_DIGITS: Final = re.compile(r"-?[0-9]+")
 _INT64: Final = 2**63
 
 _Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]

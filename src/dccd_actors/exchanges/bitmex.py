@@ -69,7 +69,8 @@ CROSSED_MESSAGES_MAX: Final = 3
 DELTA_ACTIONS: Final = frozenset({"insert", "update", "delete"})
 
 _SIDES: Final = {"Buy": BID, "Sell": ASK}
-_UUID: Final = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+# a UUID per PROTOCOLS.md; any printable ASCII id that fits trade_uid is kept as well
+_TRADE_UID: Final = re.compile(r"[!-~]{1,36}\Z")
 
 RowKey = tuple[int, int]
 """(id, side): an orderBookL2 row within one symbol."""
@@ -138,6 +139,8 @@ class BitmexAdapter(BaseAdapter):
         self._idle_since, self._ping_sent = ts_recv, None  # any message proves the link alive
         if text == "pong":
             return self._with_pending([])
+        if text == "ping":  # the venue checking on us (PROTOCOLS.md §0.1): answer it
+            return self._with_pending([Send("pong")])
         try:
             msg = json.loads(text)
         except ValueError:
@@ -371,8 +374,8 @@ def _timestamp(row: dict[str, Any]) -> int:
 
 def _trade_row(row: Any, ts_recv: int) -> TradeRow:
     uid = row["trdMatchID"]
-    if not isinstance(uid, str) or not _UUID.match(uid):
-        raise ValueError(f"trdMatchID {uid!r} is not a UUID")
+    if not isinstance(uid, str) or not _TRADE_UID.match(uid):
+        raise ValueError(f"trdMatchID {uid!r} is not an id of 1-36 printable ASCII characters")
     if row.get("timestamp") is None:
         raise KeyError("timestamp")
     price, amount = _positive(row, "price"), _positive(row, "size")

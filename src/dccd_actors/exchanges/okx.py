@@ -178,6 +178,8 @@ class OkxAdapter(BaseAdapter):
                 return typed
         if text == "pong":
             return []
+        if text == "ping":  # the venue checking on us (PROTOCOLS.md §0.1): answer it
+            return [Send("pong")]
         msg = self._load(text)
         if "event" in msg:
             return self._event(msg, text)
@@ -242,14 +244,14 @@ class OkxAdapter(BaseAdapter):
         if not isinstance(data, list):
             raise TypeError("data is not a list")
         rows: list[TradeRow] = []
-        last_id = self._last_trade_id
-        for trade in data:
+        stored, newest = self._last_trade_id, self._last_trade_id
+        for trade in data:  # in any order: a push may list its newest trade first
             self._check_symbol(trade["instId"], text)
             row = trade_row(trade, ts_recv)
-            if row[2] > last_id:  # not the replay of a stored trade
-                rows.append(row)
-                last_id = row[2]
-        self._last_trade_id = last_id  # only once the whole message parsed
+            if row[2] > stored and all(row[2] != kept[2] for kept in rows):
+                rows.append(row)  # not the replay of a stored trade, nor a repeat
+                newest = max(newest, row[2])
+        self._last_trade_id = newest  # only once the whole message parsed
         return [Trades(rows)] if rows else []
 
     # -- book -------------------------------------------------------------------------
@@ -297,8 +299,8 @@ class OkxAdapter(BaseAdapter):
         elif not self.book_live:
             return self._without_snapshot(part)
         elif self._bridging:
-            if prev is not None and seq <= self._seq_id:
-                return []  # already in the REST book
+            if prev is not None and prev != self._seq_id and seq <= self._seq_id:
+                return []  # already in the REST book (a chained update may reset seqId lower)
             if prev is not None and prev > self._seq_id:  # updates were missed after it
                 detail = f"REST book at seqId {self._seq_id}, next update has prevSeqId {prev}"
                 invalid = self._invalidate("resync", detail)
@@ -348,7 +350,7 @@ class OkxAdapter(BaseAdapter):
             raise self._parse_error(
                 "bad_snapshot", f"REST books unusable ({exc!r})", body
             ) from None
-        pending = [u for u in self._buffered if u.seq > snapshot.seq]
+        pending = _after(self._buffered, snapshot.seq)
         self._buffered.clear()
         if pending and pending[0].prev is not None and pending[0].prev > snapshot.seq:
             self._buffered = pending  # the REST book is older than the updates held: ask again
@@ -365,3 +367,15 @@ class OkxAdapter(BaseAdapter):
         if not self._fetching:
             return []
         return [FetchSnapshot(self.snapshot_url())]
+
+
+def _after(updates: list[BookPart], seq_id: int) -> list[BookPart]:
+    """The buffered updates a REST book at ``seq_id`` still needs.
+
+    Those from the one chained to it (``prevSeqId == seq_id``, which may reset ``seqId``
+    lower after maintenance) if there is one, else those above it.
+    """
+    for i, update in enumerate(updates):
+        if update.prev == seq_id:
+            return updates[i:]
+    return [u for u in updates if u.seq > seq_id]

@@ -173,8 +173,10 @@ class FakeOkx(FakeExchange):
                 conn.subscriptions.discard(key)
                 return
             conn.subscriptions.add(key)
-            if channel == "books" and self.ws_snapshot:
-                conn.send(self._book_frame(pair, "snapshot", self._views[pair], -1, self.now_ms()))
+            if channel == "books":
+                if self.ws_snapshot:
+                    frame = self._book_frame(pair, "snapshot", self._views[pair], -1, self.now_ms())
+                    conn.send(frame)
             elif pair in self._last_trade:  # OKX pushes the latest past trade after the ack
                 self._replay_trade(conn, pair)
 
