@@ -157,6 +157,21 @@ def test_welcome_acks_and_pong_give_nothing(fixtures_dir: Path) -> None:
     assert a.receive("ping", T0) == [Send("pong")]  # the venue may ping us too (§0.1)
 
 
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("2021-07-22T22:36:10.014Z", 1626993370_014000000),
+        ("2021-07-22T22:36:10.014123456789Z", 1626993370_014123456),
+        ("2021-07-22T22:36:10Z", 1626993370_000000000),
+        ("2021-07-22T22:36:10.014+00:00", 1626993370_014000000),
+        ("2021-07-23T00:36:10.5+02:00", 1626993370_500000000),
+        ("2021-07-22t22:36:10.014z", 1626993370_014000000),
+    ],
+)
+def test_rfc3339_times_keep_their_offset_and_nanoseconds(text: str, ns: int) -> None:
+    assert iso_to_ns(text) == ns
+
+
 def test_a_trade_id_that_is_not_a_uuid_is_kept_as_sent() -> None:
     a = BitmexAdapter("BTC/USD", ["trades"])
     a.on_open()

@@ -24,6 +24,7 @@ them and carries on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,9 @@ TradeRow = tuple[int, int, int, bytes, float, float, int, int]
 DeltaRow = tuple[int, int, int, int, float, float, int]
 """(ts_event, ts_recv, seq, side, price, size, flags)"""
 
+_RFC3339: Final = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,9})\d*)?([Zz]|[+-]\d{2}:\d{2})?\Z"
+)
 _LOCAL_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 MS: Final = 1_000_000
 SECOND: Final = 1_000_000_000
@@ -156,11 +160,23 @@ def split_pair(pair: str) -> tuple[str, str]:
 
 
 def iso_to_ns(text: str) -> int:
-    """ISO-8601 UTC (``2023-09-25T07:48:36.925533Z``) to ns, keeping microseconds exactly."""
-    main, _, frac = text.rstrip("Z").partition(".")
-    seconds = int(datetime.fromisoformat(main + "+00:00").timestamp())
-    digits = (frac + "000000000")[:9]
-    return seconds * SECOND + int(digits)
+    """An RFC 3339 time to ns since the epoch, keeping up to nanoseconds exactly.
+
+    The offset may be ``Z``, ``z``, ``±HH:MM`` or absent (UTC); a fraction of up to 9 digits
+    is kept to the nanosecond (``datetime`` alone would round it to microseconds).
+
+    Example::
+
+        >>> iso_to_ns("2023-09-25T07:48:36.925533Z") == iso_to_ns("2023-09-25T09:48:36.925533+02:00")
+        True
+    """
+    match = _RFC3339.match(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {text!r}")
+    main, frac, zone = match.groups()
+    offset = "+00:00" if zone is None or zone in "Zz" else zone
+    seconds = int(datetime.fromisoformat(main + offset).timestamp())
+    return seconds * SECOND + int((frac or "").ljust(9, "0"))
 
 
 def _local_rest(url: str | None) -> str | None:
