@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dccd_actors import Collector, StreamJob, open_store
+from dccd_actors import Collector, RestartPolicy, StreamJob, open_store
 from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
     MS,
@@ -145,6 +145,13 @@ def test_acks_errors_and_the_upgrade_notice() -> None:
     )
     [reconnect] = adapter.receive(notice, 3)
     assert isinstance(reconnect, Reconnect) and reconnect.cause == "disconnect"
+    assert reconnect.planned  # the venue asked: no failure, no backoff
+
+
+UPGRADE_NOTICE = json.dumps(
+    {"event": "notice", "code": "64008", "connId": "a4d3ae55",
+     "msg": "The connection will soon be closed for a service upgrade. Please reconnect."}
+)  # fmt: skip
 
 
 # -- recorded frames ---------------------------------------------------------------------
@@ -620,7 +627,7 @@ def test_unknown_inst_id_gets_venue_errors_unverified_code_60018(fake: FakeOkx) 
 E2E_PAIRS = [PAIR, "ETH/USDT"]
 
 
-def _settle(fake: FakeOkx, path: Path) -> None:
+def _settle(fake: FakeOkx, path: Path, pairs: list[str] = E2E_PAIRS) -> None:
     """Stop the market and wait until storage holds everything the fake published."""
     fake.pause()
 
@@ -630,12 +637,12 @@ def _settle(fake: FakeOkx, path: Path) -> None:
         trades_done = len(store.trades("okx", pair)) >= len(fake.sent_trades[pair])
         return trades_done and len(deltas) > 0 and int(deltas["seq"][-1]) == fake.book_seq(pair)
 
-    wait_until(lambda: all(stored_all(pair) for pair in E2E_PAIRS))
+    wait_until(lambda: all(stored_all(pair) for pair in pairs))
 
 
-def _assert_stored_equals_fake(path: Path, fake: FakeOkx) -> None:
+def _assert_stored_equals_fake(path: Path, fake: FakeOkx, pairs: list[str] = E2E_PAIRS) -> None:
     store = open_store(path)
-    for pair in E2E_PAIRS:
+    for pair in pairs:
         stored = store.trades("okx", pair)
         truth = fake.sent_trades[pair]
         assert stored["trade_id"].tolist() == [t.trade_id for t in truth] and len(truth) > 10
@@ -644,8 +651,8 @@ def _assert_stored_equals_fake(path: Path, fake: FakeOkx) -> None:
         assert rebuild_book(store.book_deltas("okx", pair)) == fake.book(pair)
 
 
-def _job(fake: FakeOkx) -> StreamJob:
-    return StreamJob("okx", E2E_PAIRS, ["trades", "book"], url=fake.url, time_step=0.2)
+def _job(fake: FakeOkx, pairs: list[str] = E2E_PAIRS) -> StreamJob:
+    return StreamJob("okx", pairs, ["trades", "book"], url=fake.url, time_step=0.2)
 
 
 def test_e2e_a_corrupt_checksum_resyncs_that_pair_only(tmp_path: Path) -> None:
@@ -676,6 +683,26 @@ def test_e2e_without_websocket_snapshots_books_come_from_rest(tmp_path: Path) ->
     _assert_stored_equals_fake(tmp_path, fake)
     assert fake.rest_books_served == 2
     assert all(len(open_store(tmp_path).gaps("okx", p)) == 0 for p in E2E_PAIRS)
+
+
+def test_e2e_upgrade_notices_reconnect_at_once_and_never_park_the_stream(tmp_path: Path) -> None:
+    slow = RestartPolicy(min_backoff=30.0, max_backoff=60.0, max_restarts=2)  # failures would park
+    fake = FakeOkx([PAIR], seed=34, checksum_zero=True)
+    with fake, Collector(config(tmp_path, [_job(fake, [PAIR])], policy=slow)) as collector:
+        for gen in range(2, 6):
+            wait_until(lambda g=gen: len(fake.sent_trades[PAIR]) > 3 * g)
+            _settle(fake, tmp_path, [PAIR])  # a quiet market: nothing is sent into a closing socket
+            fake.broadcast_raw(UPGRADE_NOTICE)
+            wait_until(
+                lambda g=gen: collector.status()[0].gen == g and collector.status()[0].book_live
+            )
+            fake.resume()
+        row = collector.status()[0]
+        assert (row.state, row.restarts, row.last_exit_cause) == ("running", 4, "disconnect")
+        _settle(fake, tmp_path, [PAIR])
+    gaps = open_store(tmp_path).gaps("okx", PAIR)
+    assert gaps["cause"].tolist() == ["disconnect"] * 4  # each switch-over is still an interval
+    _assert_stored_equals_fake(tmp_path, fake, [PAIR])
 
 
 def test_e2e_a_reconnect_stores_no_trade_twice(tmp_path: Path) -> None:

@@ -246,7 +246,7 @@ class ManagerActor(pykka.ThreadingActor):
         if self.stopping or child.state not in ("starting", "running"):
             return
         self._schedule_restart(
-            child, exited.cause, exited.error, exited.last_frame_ns, exited.open_gap
+            child, exited.cause, exited.error, exited.last_frame_ns, exited.open_gap, exited.planned
         )
 
     def _schedule_restart(
@@ -256,6 +256,7 @@ class ManagerActor(pykka.ThreadingActor):
         error: str,
         last_frame_ns: int,
         open_gap: PendingGap | None = None,
+        planned: bool = False,
     ) -> None:
         now = time.monotonic()
         cause = (
@@ -265,11 +266,15 @@ class ManagerActor(pykka.ThreadingActor):
         )
         child.previous, child.ref = child.ref, None
         child.restarts += 1
-        child.consecutive_errors += 1
         child.last_error, child.last_exit_cause = error, cause
         start = last_frame_ns or child.stats.last_frame_ns or time.time_ns()
         if child.pending_gap is None:
             child.pending_gap = open_gap or (start, cause, error[:150])
+        if planned:  # a venue's maintenance notice: no failure, so no backoff and no parking
+            child.state, child.start_at = "backoff", now
+            logger.info("%s reconnecting at the venue's request: %s", child.key, error)
+            return
+        child.consecutive_errors += 1
         delay = child.backoff.next_delay(now)
         if child.backoff.exceeded(now):
             child.state, child.start_at = "parked", now + self.policy.park_interval

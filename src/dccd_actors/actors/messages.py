@@ -135,6 +135,7 @@ class ChildExited:
     last_frame_ns: int = 0
     stats: StreamStats | None = None  # a stream's final counters
     open_gap: tuple[int, str, str] | None = None  # (start_ns, cause, detail) not yet closed
+    planned: bool = False  # the venue asked for a new connection: restart now, not a failure
 
 
 @dataclass(frozen=True, slots=True)

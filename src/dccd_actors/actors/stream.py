@@ -182,25 +182,28 @@ class StreamActor(pykka.ThreadingActor):
             self._open_gap = None
         self._flush()
 
-    def _report(self, cause: str, error: str, open_gap: PendingGap | None = None) -> None:
+    def _report(
+        self, cause: str, error: str, open_gap: PendingGap | None = None, planned: bool = False
+    ) -> None:
         if self._exited:
             return
         self._exited = True
         stats = self.counters.snapshot()
+        last_frame_ns = self.counters.last_frame_ns
         message = ChildExited(
-            self.key, self.gen, cause, error, self.counters.last_frame_ns, stats, open_gap
+            self.key, self.gen, cause, error, last_frame_ns, stats, open_gap, planned
         )
         with contextlib.suppress(pykka.ActorDeadError):
             self.manager.tell(message)
 
-    def _exit(self, cause: str, detail: str) -> None:
-        """End this generation; the manager restarts it with backoff."""
+    def _exit(self, cause: str, detail: str, planned: bool = False) -> None:
+        """End this generation; the manager restarts it (with backoff unless ``planned``)."""
         logger.warning("%s %s: %s", self.key, cause, detail)
         # an interval already open (a resync that led here) continues into the next generation,
         # so one outage stays one gap row
         handover, self._open_gap = self._open_gap, None
         self._close()
-        self._report(cause, detail, handover)
+        self._report(cause, detail, handover, planned)
         self.stop()
 
     # -- messages -----------------------------------------------------------------
@@ -333,8 +336,8 @@ class StreamActor(pykka.ThreadingActor):
                 case BookValid(ts_recv=valid_ns):
                     self._fetch_attempts = 0
                     self._close_pending_gap(valid_ns, book_event=True)
-                case Reconnect(cause=cause, detail=detail):
-                    self._exit(cause, detail)
+                case Reconnect(cause=cause, detail=detail, planned=planned):
+                    self._exit(cause, detail, planned)
                     return
                 case VenueError(message=text):
                     self.counters.note_venue_error(text)

@@ -102,6 +102,8 @@ class BookValid:
 class Reconnect:
     cause: str
     detail: str
+    # the venue asked for it (a maintenance notice): reconnect at once, and it is no failure
+    planned: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,7 +222,7 @@ class OkxAdapter(BaseAdapter):
         if event == "error":
             return [VenueError(f"okx error {code}: {msg.get('msg')}")]
         if event == "notice" and code == UPGRADE_NOTICE:
-            return [Reconnect("disconnect", f"okx notice {code}: {msg.get('msg')}")]
+            return [Reconnect("disconnect", f"okx notice {code}: {msg.get('msg')}", planned=True)]
         raise self._parse_error("unknown", f"unexpected event {event!r}", text)
 
     def _check_symbol(self, found: Any, text: str) -> None:
