@@ -167,3 +167,40 @@ def test_stop_is_idempotent_and_a_second_collector_cannot_share_the_folder(tmp_p
         first = collector.stop()
         assert collector.stop() == first
         assert collector.status().state == "stopped"
+
+
+def test_a_stale_first_snapshot_is_fetched_again_without_a_gap(tmp_path: Path) -> None:
+    pair = "BTC/USDT"
+    with FakeBinance([pair], seed=8) as fake:
+        fake.pause()  # no diff event before the snapshot: the adapter holds it
+        fake.serve_stale_snapshot(pair, behind=5)
+        with Collector(config(tmp_path, [_job(fake, [pair])])) as collector:
+            wait_until(lambda: fake.snapshots_served == 1)
+            time.sleep(0.1)  # let it reach the adapter (a held snapshot goes live after 1 s)
+            fake.resume()  # the first event shows the snapshot too old: fetch again
+            wait_until(lambda: fake.snapshots_served == 2 and collector.status()[0].book_live)
+            wait_until(lambda: len(fake.sent_trades[pair]) > 20)
+            _settle(fake, tmp_path, [pair])
+            [row] = collector.status()
+            assert (row.resyncs, row.gen, row.malformed) == (0, 1, 0)
+        store = open_store(tmp_path)
+        assert len(store.gaps("binance", pair)) == 0
+        assert rebuild_book(store.book_deltas("binance", pair)) == fake.book(pair)
+        _assert_trades_equal(store.trades("binance", pair), fake.sent_trades[pair])
+
+
+def test_a_quiet_symbol_goes_live_on_its_snapshot_alone(tmp_path: Path) -> None:
+    pair = "BTC/USDT"
+    with FakeBinance([pair], seed=9) as fake:
+        fake.pause()  # a quiet symbol sends no diff event at all (PROTOCOLS §1.3)
+        with Collector(config(tmp_path, [_job(fake, [pair])])) as collector:
+            wait_until(lambda: collector.status()[0].book_live)
+            wait_until(lambda: _stored_seq(tmp_path, pair) == fake.last_update_id(pair))
+            stored = open_store(tmp_path).book_deltas("binance", pair)
+            assert rebuild_book(stored) == fake.book(pair) and fake.snapshots_served == 1
+            fake.resume()  # events then continue the book from the snapshot
+            wait_until(lambda: len(fake.sent_trades[pair]) > 20)
+            _settle(fake, tmp_path, [pair])
+        store = open_store(tmp_path)
+        assert len(store.gaps("binance", pair)) == 0 and fake.snapshots_served == 1
+        assert rebuild_book(store.book_deltas("binance", pair)) == fake.book(pair)

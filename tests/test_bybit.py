@@ -87,16 +87,20 @@ def test_url_and_subscribe_follow_the_v5_spot_endpoint() -> None:
     assert only_book["args"] == ["orderbook.50.ETHBTC"]
 
 
-def test_keepalive_pings_every_20_s() -> None:
+def test_keepalive_on_the_half_second_tick_pings_every_15_s_within_the_20_s_advice() -> None:
     adapter = BybitAdapter(PAIR)
     adapter.on_open()
-    t0 = 1_000 * SECOND
-    assert adapter.keepalive(t0) == []
-    assert adapter.keepalive(t0 + 19 * SECOND) == []
-    [ping] = adapter.keepalive(t0 + 20 * SECOND)
-    assert isinstance(ping, Send) and json.loads(ping.text)["op"] == "ping"
-    assert adapter.keepalive(t0 + 39 * SECOND) == []
-    assert len(adapter.keepalive(t0 + 40 * SECOND)) == 1
+    t0 = 1_000 * SECOND + 123  # the shell ticks keepalive about every 0.5 s (§2.3: ping each 20 s)
+    pings = []
+    for tick in range(241):  # two minutes
+        now = t0 + tick * SECOND // 2
+        for event in adapter.keepalive(now):
+            assert isinstance(event, Send) and json.loads(event.text)["op"] == "ping"
+            pings.append(now)
+    assert [p - t0 for p in pings] == [k * 15 * SECOND for k in range(1, 9)]
+    adapter.on_open()  # a new connection starts its clock again
+    assert adapter.keepalive(t0 + 200 * SECOND) == []
+    assert len(adapter.keepalive(t0 + 215 * SECOND)) == 1
 
 
 @pytest.mark.parametrize(
@@ -175,6 +179,45 @@ def test_u_equal_1_is_a_service_restart_and_replaces_the_book() -> None:
     assert all(r[6] & FLAG_SNAPSHOT for r in events[0].rows)
     assert held(adapter) == {BID: {8.0: 2.0}, ASK: {12.0: 3.0}}
     assert of(adapter.receive(book_frame("delta", 2, [["8", "0"]], []), 3), BookDeltas)
+
+
+def test_a_delta_pushing_levels_out_of_the_top_50_deletes_them_in_book_and_rows() -> None:
+    adapter = BybitAdapter(PAIR)
+    bids = [[str(p), "1"] for p in range(50, 0, -1)]  # 50 .. 1
+    asks = [[str(p), "1"] for p in range(101, 151)]  # 101 .. 150
+    [snapshot, _] = adapter.receive(book_frame("snapshot", 10, bids, asks), 1)
+    # better levels inserted, no delete for the 51st: Bybit's 50-level view drops 1 and 150
+    [deltas] = adapter.receive(book_frame("delta", 11, [["50.5", "2"]], [["100.5", "3"]]), 2)
+    assert [r[3:] for r in deltas.rows] == [
+        (BID, 50.5, 2.0, 0), (ASK, 100.5, 3.0, 0), (BID, 1.0, 0.0, 0), (ASK, 150.0, 0.0, FLAG_LAST),
+    ]  # fmt: skip
+    assert (adapter.book.bid_count, adapter.book.ask_count) == (50, 50)
+    assert replay(snapshot.rows + deltas.rows) == held(adapter)
+    adapter.receive(book_frame("delta", 12, [["50.5", "0"]], []), 3)
+    assert adapter.book.bid_prices()[-1] == 2.0  # the cut level 1.0 does not resurface
+    assert adapter.book.size_at(BID, 1.0) == 0.0 and adapter.book.bid_count == 49
+
+
+def test_frames_of_topics_we_did_not_subscribe_to_are_checked_and_ignored() -> None:
+    adapter = BybitAdapter(PAIR)
+    adapter.receive(book_frame("snapshot", 1, [["1", "1"]], [["2", "1"]]), 1)
+    eth_trade = (
+        '{"topic":"publicTrade.ETHUSDT","ts":1680652847526,"type":"snapshot","data":[{"i":'
+        '"2290000000050703789","T":1680652847524,"p":"1816.38","v":"0.5","S":"Sell",'
+        '"s":"ETHUSDT","BT":false}]}'
+    )
+    deeper = book_frame("snapshot", 5, [["0.5", "9"]], [["3", "9"]]).replace(
+        TOPIC, "orderbook.200.BTCUSDT"
+    )
+    other = book_frame("delta", 6, [["7", "1"]], []).replace(TOPIC, "orderbook.50.ETHUSDT")
+    for frame in (eth_trade, deeper, other):
+        assert adapter.receive(frame, 2) == []
+    assert held(adapter) == {BID: {1.0: 1.0}, ASK: {2.0: 1.0}}
+    assert of(adapter.receive(book_frame("delta", 2, [["1", "3"]], []), 3), BookDeltas)
+    for bad in (eth_trade.replace('"1816.38"', '"-1"'), other.replace('"delta"', '"other"')):
+        with pytest.raises(ParseError) as info:
+            adapter.receive(bad, 4)
+        assert info.value.kind == "bad_field"
 
 
 def test_trades_map_ids_sides_and_times_and_drop_repeats() -> None:

@@ -7,6 +7,12 @@ and every later one ``U == previous u + 1``. A gap discards the book and fetches
 a new snapshot while the stream keeps buffering. Recorded frames:
 ``fixtures/binance/binance.ws.jsonl`` and ``binance.http.jsonl``.
 
+A snapshot that comes before any depth event (the usual case) is held until the next
+event bridges it, or shows it too old (§1.6 step 2: fetch again, no gap: the book was never
+live). A quiet symbol sends no event (§1.3): a snapshot held ``HOLD_NS`` goes live anyway.
+Frames of known streams we do not subscribe to (``aggTrade``, ``bookTicker``) are checked
+and ignored.
+
 Buffered events applied after a snapshot are stored with the snapshot's
 ``ts_recv`` (their ``ts_event`` is kept), so ``ts_recv`` never goes backwards
 within a segment.
@@ -23,13 +29,14 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Final, cast
+from typing import Annotated, Any, ClassVar, Final, NamedTuple, cast
 
 import msgspec
 
 from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
     MS,
+    SECOND,
     BaseAdapter,
     BookDeltas,
     BookValid,
@@ -48,7 +55,10 @@ __all__ = ["BinanceAdapter"]
 
 SNAPSHOT_LIMIT: Final = 1000
 MAX_BUFFERED_EVENTS: Final = 10_000
+#: a held snapshot goes live after this long without a depth event (a quiet symbol)
+HOLD_NS: Final = SECOND
 _INF: Final = float("inf")
+_SHUTDOWN: Final = "serverShutdown announced by Binance"
 
 
 def _json_loads() -> Callable[[str], Any]:
@@ -98,6 +108,33 @@ class _Combined(msgspec.Struct):
 _decode_typed: Final = msgspec.json.Decoder(_Combined, strict=False).decode
 
 
+class _AggTrade(msgspec.Struct):  # checked, never stored: we subscribe to @trade
+    s: str
+    a: _Id
+    p: _Price
+    q: _Price
+    T: _Millis
+    m: bool
+
+
+class _BookTicker(msgspec.Struct):  # checked, never stored; it has no "e" field
+    u: _Id
+    s: str
+    b: _Size
+    B: _Size
+    a: _Size
+    A: _Size
+
+
+_TICKER_KEYS: Final = frozenset({"u", "s", "b", "B", "a", "A"})
+
+
+class _Held(NamedTuple):  # a REST snapshot waiting for a depth event to judge it
+    last_id: int
+    levels: list[tuple[int, float, float]]
+    ts_recv: int
+
+
 class BinanceAdapter(BaseAdapter):
     """Sans-IO Binance spot adapter for one pair.
 
@@ -119,10 +156,10 @@ class BinanceAdapter(BaseAdapter):
         self._buffer: list[dict[str, Any]] = []
         self._local_id = -1
         self._snapshot_pending = False
+        self._held: _Held | None = None
         self.continuity_checks = 0  # applied events that passed U == previous u + 1
-        self._bridged = (
-            False  # the first event after a snapshot is a bridge, not a continuity check
-        )
+        # the first event after a snapshot is a bridge, not a continuity check
+        self._bridged = False
 
     def url(self) -> str:
         streams = []
@@ -137,6 +174,7 @@ class BinanceAdapter(BaseAdapter):
 
     def on_open(self) -> list[Event]:
         self._buffer.clear()
+        self._held = None
         self.book.clear()
         self.book_live = False
         if "book" not in self.channels:
@@ -165,6 +203,8 @@ class BinanceAdapter(BaseAdapter):
             raise self._parse_error("not_json", "frame is not JSON", text) from None
         if not isinstance(msg, dict):
             raise self._parse_error("unexpected", "frame is not a JSON object", text)
+        if msg.get("stream") == "!serverShutdown":  # §1.1 does not pin down its data
+            return [Reconnect("disconnect", _SHUTDOWN, planned=True)]
         data = msg.get("data", msg) if "stream" in msg else msg
         if not isinstance(data, dict):
             raise self._parse_error("unexpected", "data is not an object", text)
@@ -191,6 +231,10 @@ class BinanceAdapter(BaseAdapter):
                 return [Trades([row])]
             if kind == "depthUpdate":
                 return self._depth(data, ts_recv, text)
+            unsubscribed = _unsubscribed_kind(msg, data)
+            if unsubscribed is not None:
+                msgspec.convert(data, unsubscribed, strict=False)  # well formed, or bad_field
+                return []
         except ParseError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -198,7 +242,7 @@ class BinanceAdapter(BaseAdapter):
                 "bad_field", f"{kind} frame has a bad field ({exc!r})", text
             ) from None
         if kind == "serverShutdown":
-            return [Reconnect("disconnect", "serverShutdown announced by Binance")]
+            return [Reconnect("disconnect", _SHUTDOWN, planned=True)]
         if "result" in msg and "id" in msg:
             return []  # subscription ack
         if "code" in msg or "error" in msg:
@@ -234,7 +278,10 @@ class BinanceAdapter(BaseAdapter):
         levels += _levels(data["a"], ASK)
         ts_event = int(data["E"]) * MS
         if not self.book_live:
-            self._buffer.append({"U": first, "u": last, "E": ts_event, "levels": levels})
+            event = {"U": first, "u": last, "E": ts_event, "levels": levels}
+            if self._held is not None:
+                return self._judge_held(event, ts_recv)
+            self._buffer.append(event)
             del self._buffer[:-MAX_BUFFERED_EVENTS]
             if self._snapshot_pending:
                 return []
@@ -290,29 +337,71 @@ class BinanceAdapter(BaseAdapter):
             raise self._parse_error(
                 "bad_snapshot", f"REST depth snapshot unusable ({exc!r})", body
             ) from None
-        if self._buffer and last_id < self._buffer[0]["U"]:
-            self._snapshot_pending = True  # too old for what we buffered: fetch again
-            return [FetchSnapshot(self.snapshot_url())]
+        if not self._buffer:  # no event yet to tell whether it is older than the stream
+            self._held = _Held(last_id, levels, ts_recv)
+            return []
         pending = [e for e in self._buffer if e["u"] > last_id]
         if pending and not pending[0]["U"] <= last_id + 1 <= pending[0]["u"]:
+            # older than the first event to apply (§1.6 step 2), or a hole in the buffer
             self._snapshot_pending = True
             self._buffer = pending
             return [FetchSnapshot(self.snapshot_url())]
-        self.book.clear()
-        self.book.apply(levels)
-        self._buffer = []
-        self._local_id = last_id
-        self._bridged = False
-        self.book_live = True
-        self._mark_book(-1, ts_recv, last_id)
-        rows = self.book.snapshot_rows(-1, ts_recv, last_id)
+        rows = self._go_live(_Held(last_id, levels, ts_recv))
         for event in pending:
             rows += self._apply(event, ts_recv)
         return [BookDeltas(rows), BookValid(ts_recv)]
 
+    def _judge_held(self, event: dict[str, Any], ts_recv: int) -> list[Event]:
+        """The first depth event after a held snapshot: bridge it, drop it or refetch."""
+        held = cast(_Held, self._held)
+        if event["u"] <= held.last_id:
+            return []  # older than the snapshot; keep waiting for the bridging event
+        if event["U"] > held.last_id + 1:
+            # the snapshot is older than the stream (§1.6 step 2); the book was never live,
+            # so no BookInvalid: fetch again, buffering from this event on
+            self._held = None
+            self._buffer = [event]
+            self._snapshot_pending = True
+            return [FetchSnapshot(self.snapshot_url())]
+        rows = self._go_live(held)
+        rows += self._apply(event, ts_recv)
+        return [BookDeltas(rows), BookValid(held.ts_recv)]
+
+    def keepalive(self, now_ns: int) -> list[Event]:
+        """A quiet symbol sends no event to judge a held snapshot by (§1.3): trust it."""
+        held = self._held
+        if held is None or now_ns - held.ts_recv <= HOLD_NS:
+            return []
+        return [BookDeltas(self._go_live(held)), BookValid(held.ts_recv)]
+
+    def _go_live(self, snapshot: _Held) -> list[DeltaRow]:
+        """Replace the book with ``snapshot``; its rows carry the snapshot's receive time."""
+        last_id, ts_recv = snapshot.last_id, snapshot.ts_recv
+        self.book.clear()
+        self.book.apply(snapshot.levels)
+        self._buffer = []
+        self._held = None
+        self._local_id = last_id
+        self._bridged = False
+        self.book_live = True
+        self._mark_book(-1, ts_recv, last_id)
+        return self.book.snapshot_rows(-1, ts_recv, last_id)
+
     def snapshot_failed(self, reason: str) -> list[Event]:
         self._snapshot_pending = True
         return [FetchSnapshot(self.snapshot_url())]
+
+
+def _unsubscribed_kind(msg: dict[str, Any], data: dict[str, Any]) -> type[msgspec.Struct] | None:
+    """The type of a stream we know but never subscribe to (§1.2 table), else None."""
+    if data.get("e") == "aggTrade":
+        return _AggTrade
+    stream = msg.get("stream")
+    if isinstance(stream, str):
+        ticker = stream.endswith("@bookTicker")
+    else:  # the raw layout: a bookTicker is known by its keys alone
+        ticker = data.keys() >= _TICKER_KEYS
+    return _BookTicker if ticker and "e" not in data else None
 
 
 def _levels(pairs: list[list[str]], side: int) -> list[tuple[int, float, float]]:

@@ -10,12 +10,20 @@ Choices this module makes where the protocol leaves room:
   push every 100 ms and 200 ms, so each message coalesces more changes; ``orderbook.full`` has no
   WebSocket snapshot and needs a REST bootstrap. 50 is the deepest book that is snapshotted on
   the socket *and* pushed every 20 ms, and it is the depth of the only real v5 recording.
+  §2.5 does not say whether a level pushed out of the top 50 gets a delete, so after each
+  message the book is cut to 50 levels per side, each cut level stored as a ``size 0`` row
+  (replaying the stored rows must rebuild the book we hold, DESIGN §4).
 * **Sequence.** ``u`` must grow by exactly 1 per message; a snapshot, or ``u == 1`` (service
   restart), replaces the book. Any other jump discards the book and re-subscribes the book
   topic (unsubscribe, then subscribe) for a new snapshot. Rows store Bybit's cross sequence
   ``seq`` (DESIGN §4), which is not contiguous and so is never used for gap detection.
 * **Times.** Trades carry the fill time ``T``. Book rows carry ``cts``, the matching-engine
   time that lines up with trade ``T``, and fall back to ``ts`` (data generation time).
+* **Ping every 15 s.** §2.3 recommends a ping every 20 s (the server cuts a connection with
+  neither ping nor data, after a time not stated for public streams); the shell calls
+  :meth:`BybitAdapter.keepalive` on a 0.5 s tick, so 15 s keeps every ping inside 20 s.
+* **Other topics.** Frames of trade or book topics we did not subscribe to (another symbol or
+  depth) are checked and ignored; unknown topics are parse errors.
 * **Trade ids** are opaque strings: numeric spot ids become ``trade_id``, anything else (the
   UUIDs of perpetuals) ``trade_uid``. Exact repeats are dropped against a bounded memory of the
   last ``SEEN_TRADES_MAX`` ids that survives :meth:`BybitAdapter.on_open`.
@@ -49,13 +57,15 @@ __all__ = ["BOOK_DEPTH", "BybitAdapter"]
 
 BOOK_DEPTH: Final = 50
 SPOT_PATH: Final = "/v5/public/spot"
-#: Bybit recommends an application ping every 20 s.
-PING_EVERY_NS: Final = 20 * SECOND
+#: Bybit recommends a ping every 20 s (§2.3); 15 s stays inside it on a 0.5 s keepalive tick
+PING_EVERY_NS: Final = 15 * SECOND
 SEEN_TRADES_MAX: Final = 4096
 
 _SIDES: Final = {"Buy": 1, "Sell": -1}
 _NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _INT64: Final = 2**63
+# documented topics we may be sent but did not subscribe to (§2.4, §2.5 spot depths)
+_KNOWN_TOPIC: Final = re.compile(r"publicTrade\.[A-Z0-9]+|orderbook\.(?:1|50|200|1000)\.[A-Z0-9]+")
 _BAD_FIELD: Final = (KeyError, TypeError, ValueError, IndexError, AttributeError)
 
 Level = tuple[int, float, float]
@@ -118,6 +128,9 @@ class BybitAdapter(BaseAdapter):
                 return self._trades(msg["data"], ts_recv, text)
             if topic == self.book_topic:
                 return self._book(msg, ts_recv, text)
+            if isinstance(topic, str) and _KNOWN_TOPIC.fullmatch(topic):
+                _check_other_topic(topic, msg)
+                return []
         except ParseError:
             raise
         except _BAD_FIELD as exc:
@@ -203,6 +216,7 @@ class BybitAdapter(BaseAdapter):
         for side, price, size in levels:
             self.book.set(side, price, size)
             rows.append((ts_event, ts_recv, seq, side, price, size, 0))
+        rows += self._truncate(ts_event, ts_recv, seq)
         if not rows:
             return []
         rows[-1] = (*rows[-1][:6], FLAG_LAST)
@@ -214,10 +228,39 @@ class BybitAdapter(BaseAdapter):
         self.book.clear()
         for side, price, size in levels:
             self.book.set(side, price, size)
+        self.book.truncate(BOOK_DEPTH)  # its rows come from the book: nothing else to store
         self.book_live = True
         self._last_u = u
         self._mark_book(ts_event, ts_recv, seq)
         return [BookDeltas(self.book.snapshot_rows(ts_event, ts_recv, seq)), BookValid(ts_recv)]
+
+    def _truncate(self, ts_event: int, ts_recv: int, seq: int) -> list[DeltaRow]:
+        """Drop levels beyond the subscribed depth, as rows that delete them."""
+        book = self.book
+        if book.bid_count <= BOOK_DEPTH and book.ask_count <= BOOK_DEPTH:
+            return []
+        rows: list[DeltaRow] = []
+        for side, prices in ((BID, book.bid_prices()), (ASK, book.ask_prices())):
+            for price in prices[BOOK_DEPTH:]:
+                book.set(side, price, 0.0)
+                rows.append((ts_event, ts_recv, seq, side, price, 0.0, 0))
+        return rows
+
+
+def _check_other_topic(topic: str, msg: dict[str, Any]) -> None:
+    """Parse a frame of a topic we did not subscribe to, only to refuse a malformed one."""
+    data = msg["data"]
+    if topic.startswith("publicTrade."):
+        if not isinstance(data, list):
+            raise TypeError("data is not a list")
+        for trade in data:
+            _trade_row(trade, 0)
+        return
+    if msg["type"] not in ("snapshot", "delta"):
+        raise ValueError(f"unknown type {msg['type']!r}")
+    _integer(data["u"])
+    _levels(data["b"], BID)
+    _levels(data["a"], ASK)
 
 
 def _number(text: Any, positive: bool) -> float:

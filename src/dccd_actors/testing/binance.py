@@ -3,7 +3,8 @@
 Speaks PROTOCOLS.md §1 on 127.0.0.1: ``/stream?streams=<sym>@trade/<sym>@depth@100ms``
 (and ``SUBSCRIBE`` by message), ``GET /api/v3/depth?symbol=…&limit=…``. Numbers are
 rendered with 8 decimals, as Binance does. Faults: :meth:`skip_sequence`,
-:meth:`send_server_shutdown`, plus the base class's drop, silence and raw frames.
+:meth:`serve_stale_snapshot`, :meth:`send_server_shutdown`, plus the base class's drop,
+silence and raw frames.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FakeBinance(FakeExchange):
         self.symbols = {pair.replace("/", ""): pair for pair in self.pairs}
         self.update_ids = {pair: 1_000_000 + 1000 * i for i, pair in enumerate(self.pairs)}
         self._skip: dict[str, int] = {}
+        self._stale: dict[str, int] = {}
         self.snapshots_served = 0
 
     # -- truth ----------------------------------------------------------------------
@@ -50,6 +52,15 @@ class FakeBinance(FakeExchange):
         """Withhold the next ``count`` depth updates of ``pair`` (the book still moves)."""
         with self._lock:
             self._skip[pair] = self._skip.get(pair, 0) + count
+
+    def serve_stale_snapshot(self, pair: str, behind: int = 5) -> None:
+        """Answer the next REST depth of ``pair`` with a ``lastUpdateId`` ``behind`` the stream.
+
+        Only the id is stale (the levels are current): a client must see from the id alone,
+        against the next diff event, that the snapshot is too old (PROTOCOLS §1.6 step 2).
+        """
+        with self._lock:
+            self._stale[pair] = behind
 
     def send_server_shutdown(self) -> None:
         """Announce maintenance on every connection, as ``!serverShutdown``."""
@@ -97,7 +108,7 @@ class FakeBinance(FakeExchange):
         with self._lock:
             bids, asks = self.markets[pair].top(limit)
             body = {
-                "lastUpdateId": self.update_ids[pair],
+                "lastUpdateId": self.update_ids[pair] - self._stale.pop(pair, 0),
                 "bids": [[_num(p), _num(s)] for p, s in bids],
                 "asks": [[_num(p), _num(s)] for p, s in asks],
             }
