@@ -17,7 +17,7 @@ Buffered events applied after a snapshot are stored with the snapshot's
 ``ts_recv`` (their ``ts_event`` is kept), so ``ts_recv`` never goes backwards
 within a segment.
 
-Speed: frames are first decoded by a typed msgspec decoder (``_Combined``) that checks
+Speed: frames are first decoded by a typed msgspec decoder (``_binance_wire``) that checks
 every field and number in C (prices > 0, sizes >= 0, all finite, ids and times in range);
 anything it refuses (other messages, malformed frames) takes the general ``orjson`` path,
 which classifies the problem precisely. Both paths give the same events.
@@ -25,11 +25,8 @@ which classifies the problem precisely. Both paths give the same events.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Final, NamedTuple, cast
+from typing import Any, ClassVar, Final, NamedTuple, cast
 
 import msgspec
 
@@ -48,6 +45,15 @@ from dccd_actors.exchanges._base import (
     Trades,
     VenueError,
 )
+from dccd_actors.exchanges._binance_wire import (
+    INF,
+    Depth,
+    Trade,
+    decode_typed,
+    levels_of,
+    loads,
+    unsubscribed_kind,
+)
 from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.records import FLAG_LAST
 
@@ -57,76 +63,7 @@ SNAPSHOT_LIMIT: Final = 1000
 MAX_BUFFERED_EVENTS: Final = 10_000
 #: a held snapshot goes live after this long without a depth event (a quiet symbol)
 HOLD_NS: Final = SECOND
-_INF: Final = float("inf")
 _SHUTDOWN: Final = "serverShutdown announced by Binance"
-
-
-def _json_loads() -> Callable[[str], Any]:
-    """``orjson.loads`` where orjson is installed (about 3 x faster), else ``json.loads``.
-
-    Both raise a ``ValueError`` on text that is not JSON; orjson also refuses the non-standard
-    ``NaN``/``Infinity`` literals and integers beyond 64 bits, which are garbage here anyway.
-    """
-    try:
-        module = importlib.import_module("orjson")
-    except ImportError:
-        return json.loads
-    return cast(Callable[[str], Any], module.loads)
-
-
-_loads: Final = _json_loads()
-
-_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
-_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
-_Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-_Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
-
-
-class _Trade(msgspec.Struct, tag_field="e", tag="trade"):
-    s: str
-    t: _Id
-    p: _Price
-    q: _Price
-    T: _Millis
-    m: bool
-
-
-class _Depth(msgspec.Struct, tag_field="e", tag="depthUpdate"):
-    E: _Millis
-    s: str
-    U: _Id
-    u: _Id
-    b: list[tuple[_Price, _Size]]
-    a: list[tuple[_Price, _Size]]
-
-
-class _Combined(msgspec.Struct):
-    data: _Trade | _Depth
-
-
-# strict=False: Binance quotes its numbers ("p":"43000.01"); msgspec converts them in C
-_decode_typed: Final = msgspec.json.Decoder(_Combined, strict=False).decode
-
-
-class _AggTrade(msgspec.Struct):  # checked, never stored: we subscribe to @trade
-    s: str
-    a: _Id
-    p: _Price
-    q: _Price
-    T: _Millis
-    m: bool
-
-
-class _BookTicker(msgspec.Struct):  # checked, never stored; it has no "e" field
-    u: _Id
-    s: str
-    b: _Size
-    B: _Size
-    a: _Size
-    A: _Size
-
-
-_TICKER_KEYS: Final = frozenset({"u", "s", "b", "B", "a", "A"})
 
 
 class _Held(NamedTuple):  # a REST snapshot waiting for a depth event to judge it
@@ -185,20 +122,20 @@ class BinanceAdapter(BaseAdapter):
     def receive(self, text: str, ts_recv: int) -> list[Event]:
         self.last_recv_ns = ts_recv
         try:
-            data = _decode_typed(text).data
+            data = decode_typed(text).data
         except msgspec.MsgspecError:
             return self._receive_any(text, ts_recv)
         if data.s != self.symbol:
             return self._receive_any(text, ts_recv)  # which names the wrong symbol
-        if type(data) is _Trade:  # the hot path: one frame per trade
+        if type(data) is Trade:  # the hot path: one frame per trade
             side = -1 if data.m else 1  # buyer is maker: the taker sold
             return [Trades([(data.T * MS, ts_recv, data.t, b"", data.p, data.q, side, 0)])]
-        return self._depth_typed(cast(_Depth, data), ts_recv, text)
+        return self._depth_typed(cast(Depth, data), ts_recv, text)
 
     def _receive_any(self, text: str, ts_recv: int) -> list[Event]:
         """Every frame the typed decoder refuses: other messages, and malformed ones."""
         try:
-            msg = _loads(text)
+            msg = loads(text)
         except ValueError:
             raise self._parse_error("not_json", "frame is not JSON", text) from None
         if not isinstance(msg, dict):
@@ -216,7 +153,7 @@ class BinanceAdapter(BaseAdapter):
                         "wrong_symbol", f"trade for {data['s']!r} on the {self.symbol} stream", text
                     )
                 price, amount = float(data["p"]), float(data["q"])
-                if not (0.0 < price < _INF and 0.0 < amount < _INF):
+                if not (0.0 < price < INF and 0.0 < amount < INF):
                     raise ValueError(f"not positive finite: p={data['p']!r} q={data['q']!r}")
                 row: TradeRow = (
                     int(data["T"]) * MS,
@@ -231,7 +168,7 @@ class BinanceAdapter(BaseAdapter):
                 return [Trades([row])]
             if kind == "depthUpdate":
                 return self._depth(data, ts_recv, text)
-            unsubscribed = _unsubscribed_kind(msg, data)
+            unsubscribed = unsubscribed_kind(msg, data)
             if unsubscribed is not None:
                 msgspec.convert(data, unsubscribed, strict=False)  # well formed, or bad_field
                 return []
@@ -252,7 +189,7 @@ class BinanceAdapter(BaseAdapter):
         raise self._parse_error("unknown", f"unknown message kind {kind!r}", text)
 
     # -- book -----------------------------------------------------------------------
-    def _depth_typed(self, data: _Depth, ts_recv: int, text: str) -> list[Event]:
+    def _depth_typed(self, data: Depth, ts_recv: int, text: str) -> list[Event]:
         first, seq, ts_event = data.U, data.u, data.E * MS
         if not self.book_live or first > seq or first != self._local_id + 1:
             return self._depth(msgspec.structs.asdict(data), ts_recv, text)  # the rare cases
@@ -274,8 +211,8 @@ class BinanceAdapter(BaseAdapter):
         first, last = int(data["U"]), int(data["u"])
         if first > last:
             raise self._parse_error("bad_field", f"U {first} > u {last}", text)
-        levels = _levels(data["b"], BID)
-        levels += _levels(data["a"], ASK)
+        levels = levels_of(data["b"], BID)
+        levels += levels_of(data["a"], ASK)
         ts_event = int(data["E"]) * MS
         if not self.book_live:
             event = {"U": first, "u": last, "E": ts_event, "levels": levels}
@@ -296,12 +233,12 @@ class BinanceAdapter(BaseAdapter):
             self._buffer = [{"U": first, "u": last, "E": ts_event, "levels": levels}]
             self._snapshot_pending = True
             return [invalid, FetchSnapshot(self.snapshot_url())]
-        return [BookDeltas(self._apply_levels(first, last, ts_event, levels, ts_recv))]
+        return [BookDeltas(self._applylevels_of(first, last, ts_event, levels, ts_recv))]
 
     def _apply(self, event: dict[str, Any], ts_recv: int) -> list[DeltaRow]:
-        return self._apply_levels(event["U"], event["u"], event["E"], event["levels"], ts_recv)
+        return self._applylevels_of(event["U"], event["u"], event["E"], event["levels"], ts_recv)
 
-    def _apply_levels(
+    def _applylevels_of(
         self,
         first: int,
         seq: int,
@@ -332,7 +269,7 @@ class BinanceAdapter(BaseAdapter):
         try:
             snap = json.loads(body)
             last_id = int(snap["lastUpdateId"])
-            levels = _levels(snap["bids"], BID) + _levels(snap["asks"], ASK)
+            levels = levels_of(snap["bids"], BID) + levels_of(snap["asks"], ASK)
         except (KeyError, TypeError, ValueError) as exc:
             raise self._parse_error(
                 "bad_snapshot", f"REST depth snapshot unusable ({exc!r})", body
@@ -390,26 +327,3 @@ class BinanceAdapter(BaseAdapter):
     def snapshot_failed(self, reason: str) -> list[Event]:
         self._snapshot_pending = True
         return [FetchSnapshot(self.snapshot_url())]
-
-
-def _unsubscribed_kind(msg: dict[str, Any], data: dict[str, Any]) -> type[msgspec.Struct] | None:
-    """The type of a stream we know but never subscribe to (§1.2 table), else None."""
-    if data.get("e") == "aggTrade":
-        return _AggTrade
-    stream = msg.get("stream")
-    if isinstance(stream, str):
-        ticker = stream.endswith("@bookTicker")
-    else:  # the raw layout: a bookTicker is known by its keys alone
-        ticker = data.keys() >= _TICKER_KEYS
-    return _BookTicker if ticker and "e" not in data else None
-
-
-def _levels(pairs: list[list[str]], side: int) -> list[tuple[int, float, float]]:
-    out: list[tuple[int, float, float]] = []
-    append = out.append
-    for price_text, size_text in pairs:
-        price, size = float(price_text), float(size_text)
-        if not (0.0 < price < _INF and 0.0 <= size < _INF):
-            raise ValueError(f"bad level {price_text!r} {size_text!r}")
-        append((side, price, size))
-    return out
