@@ -27,6 +27,7 @@ BENCHMARKS: Final = {
     "pipeline_1stream": "bench_pipeline_1stream.py",
     "pipeline_50streams": "bench_pipeline_50streams.py",
     "adapters": "bench_adapters.py",
+    "okx_budget": "okx_budget.py",
     "book": "bench_book.py",
     "storage": "bench_storage.py",
     "cpu": "bench_cpu.py",

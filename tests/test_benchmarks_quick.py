@@ -21,6 +21,7 @@ SCRIPTS = [
     "bench_pipeline_1stream.py",
     "bench_pipeline_50streams.py",
     "bench_adapters.py",
+    "okx_budget.py",
     "bench_book.py",
     "bench_storage.py",
     "bench_cpu.py",
