@@ -27,6 +27,7 @@ from dccd_actors.exchanges._base import (
     Trades,
     VenueError,
 )
+from dccd_actors.exchanges._dedupe import SeenTradeIds
 from dccd_actors.exchanges.bitfinex import (
     OB_CHECKSUM,
     SEQ_ALL,
@@ -265,18 +266,81 @@ def test_trades_te_is_stored_tu_never_and_a_first_snapshot_is_only_a_baseline() 
     assert fill.rows == [(1700000000004 * MS, 9, 14, b"", 103.0, 1.0, 1, 0)]
 
 
+def test_trade_ids_are_deduped_by_memory_without_a_cut_off() -> None:
+    """PROTOCOLS.md §5.6 calls ID "an integer trade id": nothing promises that it grows."""
+    adapter = BitfinexAdapter(PAIR, ["trades"])
+    ready(adapter)
+    seq = Seq()
+    assert adapter.receive(seq("6,[[500,1700000000002,1,101],[400,1700000000001,1,100]]"), 5) == []
+    assert adapter.receive(seq('6,"te",[500,1700000000002,1,101]'), 6) == []  # in the baseline
+    (low,) = adapter.receive(seq('6,"te",[450,1700000000003,-0.5,99]'), 7)
+    assert isinstance(low, Trades)
+    assert low.rows == [(1700000000003 * MS, 7, 450, b"", 99.0, 0.5, -1, 0)]
+    assert adapter.receive(seq('6,"te",[450,1700000000003,-0.5,99]'), 8) == []  # stored once
+    assert adapter.receive(seq('6,"te",[400,1700000000001,1,100]'), 9) == []  # in the baseline
+
+
+def test_unordered_trade_id_memory_is_bounded() -> None:
+    seen = SeenTradeIds(keep=2, increasing=False)
+    rows = [(0, 0, i, b"", 1.0, 1.0, 1, 0) for i in (3, 1, 2)]
+    assert [r[2] for r in seen.fresh(rows, snapshot=False)] == [3, 1, 2]
+    again = [(0, 0, i, b"", 1.0, 1.0, 1, 0) for i in (2, 3)]
+    assert [r[2] for r in seen.fresh(again, snapshot=False)] == [3]  # only 3 was forgotten
+
+
+def _tail(order: str, seq: int, ts_ms: int) -> str:
+    return f"{seq},{ts_ms}" if order == "seq_then_ts" else f"{ts_ms},{seq}"
+
+
+@pytest.mark.parametrize("clock_ms", [NOW_MS, 5_000], ids=["epoch_ms", "simulator_ms"])
 @pytest.mark.parametrize("order", ["seq_then_ts", "ts_then_seq"])
-def test_unverified_seq_and_timestamp_order_is_read_either_way(order: str) -> None:
-    """PROTOCOLS.md does not fix which of the two trailing numbers comes first."""
+def test_unverified_seq_and_timestamp_order_is_read_either_way(order: str, clock_ms: int) -> None:
+    """PROTOCOLS.md §5.7 pins neither the order of the two trailing numbers nor the clock."""
     adapter = BitfinexAdapter(PAIR, ["book"])
     ready(adapter)
-    tails = [(1, NOW_MS), (2, NOW_MS + 5)]
-    for n, (s, t) in enumerate(tails):
-        tail = f"{s},{t}" if order == "seq_then_ts" else f"{t},{s}"
-        body = "[[100,1,2],[101,1,-3]]" if n == 0 else "[100,1,4]"
-        events = adapter.receive(f"[5,{body},{tail}]", 1)
-        assert isinstance(events[0], BookDeltas) and events[0].rows[0][0] == t * MS
-    assert adapter.seq_checks_passed == 1
+    stamps = []
+    for n in range(4):
+        body = "[[100,1,2],[101,1,-3]]" if n == 0 else f"[100,1,{n + 4}]"
+        deltas, *_ = adapter.receive(f"[5,{body},{_tail(order, n + 1, clock_ms + 10 * n)}]", 1)
+        assert isinstance(deltas, BookDeltas)
+        stamps.append(deltas.rows[0][0])
+    assert adapter.seq_checks_passed == 3 and adapter.book_live
+    assert stamps[1:] == [(clock_ms + 10 * n) * MS for n in (1, 2, 3)]
+    # A first frame with two small numbers is read in the documented order (sequence, then
+    # TIMESTAMP); only a venue with the other order misreads that one time, never a sequence.
+    first_read_right = order == "seq_then_ts" or clock_ms == NOW_MS
+    assert (stamps[0] == clock_ms * MS) == first_read_right
+
+
+@pytest.mark.parametrize("order", ["seq_then_ts", "ts_then_seq"])
+def test_seq_gap_is_found_with_a_clock_that_is_not_epoch_ms(order: str) -> None:
+    adapter = BitfinexAdapter(PAIR, ["book"])
+    ready(adapter)
+    adapter.receive(f"[5,[[100,1,2]],{_tail(order, 1, 5000)}]", 1)
+    adapter.receive(f"[5,[100,1,3],{_tail(order, 2, 5010)}]", 2)
+    invalid, reconnect = adapter.receive(f"[5,[100,1,4],{_tail(order, 4, 5020)}]", 3)
+    assert invalid == BookInvalid("seq_gap", "tBTCUSD: SEQ_ALL expected 3, got 4")
+    assert reconnect == Reconnect("seq_gap", "tBTCUSD: SEQ_ALL expected 3, got 4")
+
+
+def test_conf_reply_without_flags_keeps_the_flags_we_asked_for() -> None:
+    """PROTOCOLS.md §5.2: a reply that names no flags must not turn the sequence checks off."""
+    adapter = BitfinexAdapter(PAIR, ["book"])
+    ready(adapter)
+    adapter.on_open()
+    assert adapter.receive(frame({"event": "conf", "status": "OK"}), 1) == []
+    assert adapter.flags == SEQ_ALL | OB_CHECKSUM | TIMESTAMP
+    subscribed = {"event": "subscribed", "channel": "book", "chanId": 5, "symbol": "tBTCUSD"}
+    adapter.receive(frame(subscribed), 1)
+    snap, _ = adapter.receive("[5,[[100,1,2]],1,1700000000000]", 2)
+    assert isinstance(snap, BookDeltas) and snap.rows[0][0] == 1700000000000 * MS
+    invalid, reconnect = adapter.receive("[5,[100,1,3],3,1700000000001]", 3)
+    assert invalid == BookInvalid("seq_gap", "tBTCUSD: SEQ_ALL expected 2, got 3")
+    assert reconnect == Reconnect("seq_gap", "tBTCUSD: SEQ_ALL expected 2, got 3")
+    plain = BitfinexAdapter(PAIR, ["book"], checksum=False)
+    plain.on_open()
+    plain.receive('{"event":"conf","status":"OK"}', 1)
+    assert plain.flags == SEQ_ALL | TIMESTAMP
 
 
 def test_seq_all_gap_invalidates_and_asks_for_a_new_connection() -> None:
@@ -303,11 +367,11 @@ def test_seq_all_gap_invalidates_and_asks_for_a_new_connection() -> None:
         ({"event": "unsubscribed", "status": "OK", "chanId": 5}, []),
         (
             {"event": "info", "code": 20051, "msg": "Stopping. Please try to reconnect"},
-            [Reconnect("disconnect", "bitfinex info 20051: server restarting")],
+            [Reconnect("disconnect", "bitfinex info 20051: server restarting", planned=True)],
         ),
         (
             {"event": "info", "code": 20061, "msg": "Maintenance ended"},
-            [Reconnect("resync", "bitfinex info 20061: maintenance ended")],
+            [Reconnect("resync", "bitfinex info 20061: maintenance ended", planned=True)],
         ),
         (
             {"event": "error", "msg": "symbol: invalid", "code": 10300},
@@ -319,6 +383,34 @@ def test_unverified_info_codes_and_events(msg: dict[str, Any], expected: list[Ev
     adapter = BitfinexAdapter(PAIR)
     ready(adapter)
     assert adapter.receive(frame(msg), 1) == expected
+
+
+def test_maintenance_drops_the_book_until_the_end_notice_brings_a_new_connection() -> None:
+    """PROTOCOLS.md §5.1: 20060 means pause; 20061 means resubscribe everything."""
+    adapter = BitfinexAdapter(PAIR, ["book", "trades"])
+    ready(adapter)
+    seq = Seq()
+    adapter.receive(seq("5,[[100,1,2],[101,1,-3]]"), 1)
+    assert adapter.book_live
+    (invalid,) = adapter.receive(frame({"event": "info", "code": 20060, "msg": "pause"}), 2)
+    assert invalid == BookInvalid("resync", "tBTCUSD: bitfinex info 20060: maintenance")
+    assert adapter.book_top(1) is None
+    assert adapter.receive(seq("5,[[100,1,2],[101,1,-3]]"), 3) == []  # not even a snapshot
+    assert adapter.receive(seq("5,[100,1,5]"), 4) == []
+    (trade,) = adapter.receive(seq('6,"te",[7,1700000000003,1,100]'), 5)  # trades are genuine
+    assert isinstance(trade, Trades) and trade.rows[0][2] == 7
+    assert adapter.receive(frame({"event": "info", "code": 20061}), 6) == [
+        Reconnect("resync", "bitfinex info 20061: maintenance ended", planned=True)
+    ]
+    ready(adapter)  # the new connection: platform.status 0 says maintenance goes on
+    info = {"event": "info", "version": 2, "serverId": "x", "platform": {"status": 0}}
+    assert adapter.receive(frame(info), 7) == []
+    seq = Seq()
+    assert adapter.receive(seq("5,[[100,1,2],[101,1,-3]]"), 8) == []
+    assert not adapter.book_live
+    ready(adapter)  # the next one, after maintenance: the book is trusted again
+    _, valid = adapter.receive(Seq()("5,[[100,1,2],[101,1,-3]]"), 9)
+    assert valid == BookValid(9) and adapter.book_live
 
 
 @pytest.mark.parametrize(
@@ -333,7 +425,8 @@ def test_unverified_info_codes_and_events(msg: dict[str, Any], expected: list[Ev
         ('[6,"cs",5,1,1700000000000]', "unknown"),
         ("[5,[100,1,2]]", "bad_field"),
         ("[5,[100,1,2],1,-1]", "bad_field"),
-        ("[5,[100,1,2],1,2]", "bad_field"),
+        ("[5,[100,1,2],-1,2]", "bad_field"),
+        ("[5,[100,1,2],1,-2]", "bad_field"),
         ("[5,[100,1,2],1700000000000]", "bad_field"),
         ("[5,[100,1,2],1700000000000,1700000000001]", "bad_field"),
         ('["5",[100,1,2],1,1700000000000]', "bad_field"),
@@ -373,6 +466,30 @@ def test_keepalive_pings_only_after_twenty_seconds_of_silence() -> None:
     (ping,) = adapter.keepalive(130 * SECOND + 1)
     assert isinstance(ping, Send) and json.loads(ping.text) == {"event": "ping", "cid": 1}
     assert adapter.keepalive(131 * SECOND) == []
+
+
+def test_keepalive_reconnects_after_25_seconds_without_a_frame_other_than_a_pong() -> None:
+    """PROTOCOLS.md §5.5: more than ~20 s of silence means reconnect, even if pings are answered."""
+    adapter = BitfinexAdapter(PAIR)
+    ready(adapter)
+    adapter.receive('[5,"hb",1]', 101 * SECOND)
+    assert adapter.keepalive(101 * SECOND) == []  # the connection opens: the clock starts
+    (ping,) = adapter.keepalive(121 * SECOND)
+    assert isinstance(ping, Send) and json.loads(ping.text)["event"] == "ping"
+    assert adapter.receive('{"event":"pong","ts":1,"cid":1}', 121 * SECOND + 1) == []
+    assert adapter.keepalive(126 * SECOND) == []  # 25 s since the heartbeat: not more
+    assert adapter.keepalive(126 * SECOND + 1) == [
+        Reconnect(
+            "stale",
+            "tBTCUSD: no channel frame or event for 25.0 s (pongs do not count; limit 25 s)",
+        )
+    ]
+    ready(adapter)  # a new connection that stays mute: counted from its first keepalive
+    assert adapter.keepalive(200 * SECOND) == []
+    (stale,) = adapter.keepalive(230 * SECOND)
+    assert stale == Reconnect(
+        "stale", "tBTCUSD: no channel frame or event for 30.0 s (pongs do not count; limit 25 s)"
+    )
 
 
 # -- properties ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from dccd_actors.exchanges._base import (
     BookInvalid,
     BookValid,
     Event,
+    Reconnect,
     Send,
     Trades,
     VenueError,
@@ -239,6 +240,25 @@ def test_checksum_mismatch_invalidates_resubscribes_and_ignores_deltas_until_sna
     assert [type(e) for e in again] == [BookDeltas, BookValid] and adapter.book_live
 
 
+def test_book_entry_without_bids_or_asks_has_an_empty_side() -> None:
+    """PROTOCOLS.md §3.6 never promises both sides in an entry: a missing one is empty."""
+    adapter = KrakenAdapter(PAIR, ["book"])
+    bids = {Decimal("100.0"): Decimal("1.50000000")}
+    asks: dict[Decimal, Decimal] = {}
+    snap = book_frame("snapshot", PAIR, bids.items(), [], kraken_checksum(bids, asks, 1), 1)
+    deltas, valid = adapter.receive(snap.replace(',"asks":[]', ""), 1)
+    assert isinstance(deltas, BookDeltas) and valid == BookValid(1)
+    assert adapter.book.top(5) == ([(100.0, 1.5)], [])
+    asks[Decimal("101.0")] = Decimal("2.00000000")
+    update = book_frame(
+        "update", PAIR, [], asks.items(), kraken_checksum(bids, asks, 1), 1, 1_700_000_000_000
+    )
+    (more,) = adapter.receive(update.replace('"bids":[],', ""), 2)
+    assert isinstance(more, BookDeltas)
+    assert more.rows == [(1_700_000_000_000 * MS, 2, -1, ASK, 101.0, 2.0, FLAG_LAST)]
+    assert adapter.book_live and adapter.book.top(5) == ([(100.0, 1.5)], [(101.0, 2.0)])
+
+
 def test_checksum_can_be_turned_off() -> None:
     adapter = KrakenAdapter(PAIR, ["book"], checksum=False)
     adapter.receive(_snapshot()[0], 1)
@@ -287,6 +307,8 @@ def test_trades_parse_side_and_time_and_a_first_snapshot_is_only_a_baseline() ->
             "type": "update",
             "data": [{"system": "online", "api_version": "v2"}],
         },
+        # PROTOCOLS §3.1 names the other states but no client action: nothing to do.
+        {"channel": "status", "type": "update", "data": [{"system": "maintenance"}]},
         {
             "method": "subscribe",
             "result": {"channel": "book", "depth": 10, "symbol": PAIR},
@@ -316,6 +338,25 @@ def test_unverified_error_reply_text_becomes_venue_error() -> None:
     ]
     (rate,) = adapter.receive('{"Error":"Exceeded msg rate"}', 2)
     assert isinstance(rate, VenueError) and "Exceeded msg rate" in rate.message
+
+
+def test_error_reply_that_echoes_the_channel_is_a_venue_error() -> None:
+    """Replies are routed on "method"/"success" before "channel", which they may echo."""
+    adapter = KrakenAdapter("XYZ/USD")
+    reply = {
+        "method": "subscribe",
+        "channel": "book",
+        "error": "Currency pair not supported XYZ/USD",
+        "success": False,
+        "req_id": 1,
+    }
+    assert adapter.receive(frame(reply), 1) == [
+        VenueError("kraken subscribe failed: Currency pair not supported XYZ/USD")
+    ]
+    nameless = {"channel": "book", "error": "Malformed request", "success": False}
+    assert adapter.receive(frame(nameless), 2) == [
+        VenueError("kraken request failed: Malformed request")
+    ]
 
 
 def _book(bids: str = "[]", asks: str = "[]", checksum: str = "1", symbol: str = PAIR) -> str:
@@ -380,6 +421,32 @@ def test_keepalive_pings_only_after_five_seconds_of_silence() -> None:
     (ping,) = adapter.keepalive(108 * SECOND + 1)
     assert isinstance(ping, Send) and json.loads(ping.text)["method"] == "ping"
     assert adapter.keepalive(109 * SECOND) == []  # at most one ping per 5 s
+
+
+def test_keepalive_reconnects_after_ten_seconds_without_a_frame_other_than_a_pong() -> None:
+    """PROTOCOLS.md §3.3: 5-10 s of silence is a dead connection, even if pings are answered."""
+    adapter = KrakenAdapter(PAIR)
+    adapter.on_open()
+    assert adapter.keepalive(100 * SECOND) == []  # the connection opens: the clock starts
+    adapter.receive('{"channel":"heartbeat"}', 101 * SECOND)
+    (ping,) = adapter.keepalive(106 * SECOND)
+    assert isinstance(ping, Send) and json.loads(ping.text)["method"] == "ping"
+    pong = {"method": "pong", "req_id": 3, "time_in": "x", "time_out": "y"}
+    assert adapter.receive(frame(pong), 106 * SECOND + 1) == []  # the socket lives, the feed not
+    assert adapter.keepalive(111 * SECOND) == []  # 10 s since the heartbeat: not more
+    assert adapter.keepalive(111 * SECOND + 1) == [
+        Reconnect(
+            "stale",
+            "BTC/USD: no data, heartbeat or status frame for 10.0 s (pongs do not count; limit 10 s)",
+        )
+    ]
+    adapter.on_open()  # a new connection that stays mute: counted from its first keepalive
+    assert adapter.keepalive(200 * SECOND) == []
+    (stale,) = adapter.keepalive(212 * SECOND)
+    assert stale == Reconnect(
+        "stale",
+        "BTC/USD: no data, heartbeat or status frame for 12.0 s (pongs do not count; limit 10 s)",
+    )
 
 
 # -- properties ---------------------------------------------------------------------

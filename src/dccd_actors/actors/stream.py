@@ -407,7 +407,11 @@ class StreamActor(pykka.ThreadingActor):
         if now - last > self.policy.stale_timeout * 1e9:
             self._exit("stale", f"no frame for {(now - last) / 1e9:.1f} s")
             return
-        self._dispatch(self.adapter.keepalive(now), now)
+        # frames read but not processed yet: the adapter's clock stays at the last frame it saw,
+        # so a backlog here is never taken for a silent venue (its silence limits are short)
+        behind = self._inflight.count > 0
+        clock = max(self.counters.last_frame_ns, self._connected_ns) if behind else now
+        self._dispatch(self.adapter.keepalive(min(now, clock)), now)
         if now - self._last_ping_ns > _PING_INTERVAL_NS and self._conn is not None:
             self._last_ping_ns = now
             try:

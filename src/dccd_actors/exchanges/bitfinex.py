@@ -4,7 +4,8 @@ Reference: PROTOCOLS.md §5. Right after connecting we send ``conf`` with
 SEQ_ALL (every array frame of the connection carries a number that must grow
 by exactly 1; checked, never stored: DESIGN §4), OB_CHECKSUM (``[chanId,"cs",n]``
 frames) and TIMESTAMP (the venue's ms time, our ``ts_event``). The flags in
-force are those the ``conf`` reply confirms.
+force are those the ``conf`` reply confirms (the ones we asked for when it names
+none). Which trailing number is which is read by :class:`TrailerReader`.
 
 The book is subscribed ``P0``/``F0`` with ``len`` 25: the checksum covers the
 top 25 levels per side, so 25 is the smallest window whose every level the
@@ -16,19 +17,26 @@ Trades: ``te`` (sent at once) is stored, ``tu`` (the same trade again 1-2 s
 later) is parsed and dropped. The first trade snapshot an adapter instance sees
 is history from before collection began (a previous run may hold it): it only
 seeds the dedupe. Later ones (the shell keeps the instance across reconnects)
-store the ids never seen, filling what a reconnect missed.
+store the ids never seen, filling what a reconnect missed. PROTOCOLS only calls
+``ID`` "an integer trade id", never an increasing one, so the dedupe remembers
+ids (the last 10,000) and has no cut-off.
 
 Resync: a checksum mismatch unsubscribes and resubscribes the book channel; a
 SEQ_ALL gap asks for a new connection, since the sequence is per connection.
+
+Liveness (§5.5): an idle channel sends a heartbeat every ~15 s. Our ping after
+20 s of silence is answered even when the feed has stopped, so pongs prove only
+the socket: more than 25 s without any other frame asks for a new connection.
+
+Maintenance (§5.1): info 20060 or ``platform.status`` 0 means pause until 20061,
+which resubscribes everything (a new connection here). Since the streams are not
+promised to survive it, the book is dropped at once and not trusted again on
+this connection; trades that still arrive are genuine and stored.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
-import zlib
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 
 from dccd_actors.errors import ParseError
@@ -41,103 +49,47 @@ from dccd_actors.exchanges._base import (
     Event,
     Reconnect,
     Send,
-    TradeRow,
     Trades,
     VenueError,
 )
+from dccd_actors.exchanges._bitfinex_wire import (
+    OB_CHECKSUM,
+    SEQ_ALL,
+    TIMESTAMP,
+    TrailerReader,
+    book_checksum,
+    checksum_of,
+    integer,
+    level,
+    loads,
+    trade_row,
+    venue_symbol,
+)
 from dccd_actors.exchanges._dedupe import SeenTradeIds
-from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.records import FLAG_LAST
 
-__all__ = ["BitfinexAdapter", "book_checksum", "checksum_of", "venue_symbol"]
+__all__ = [
+    "OB_CHECKSUM",
+    "SEQ_ALL",
+    "TIMESTAMP",
+    "BitfinexAdapter",
+    "book_checksum",
+    "checksum_of",
+    "venue_symbol",
+]
 
-TIMESTAMP: Final = 32768
-SEQ_ALL: Final = 65536
-OB_CHECKSUM: Final = 131072
 BOOK_LEN: Final = 25
-CHECKSUM_LEVELS: Final = 25
-#: Any ms epoch time since 1973 exceeds this; a per-connection SEQ_ALL count never will.
-MS_TIME_FLOOR: Final = 100_000_000_000
 #: Heartbeats come every ~15 s per idle channel; this much silence earns a ping.
 PING_AFTER_NS: Final = 20 * SECOND
+#: "If a channel stays silent for more than about 20 s, reconnect"; pongs do not count.
+STALE_AFTER_NS: Final = 25 * SECOND
 SEEN_TRADE_IDS: Final = 10_000
 #: Info codes that call for a new connection (20061: everything must be resubscribed).
 INFO_RECONNECT: Final = {
     20051: ("disconnect", "server restarting"),
     20061: ("resync", "maintenance ended"),
 }
-_LEGACY_CODES: Final = {"USDT": "UST"}
-_NUMBER: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
-_INTEGER: Final = re.compile(r"-?[0-9]+")
-
-Level = tuple[int, float, float, str, str]
-"""(side, price, size, price_text, signed amount_text)"""
-
-
-class _Num(str):
-    """The exact text of a JSON number; JSON strings stay plain ``str``."""
-
-    __slots__ = ()
-
-
-def _loads(text: str) -> Any:
-    # NaN/Infinity become _Num too and then fail the number grammar, as they must.
-    return json.loads(text, parse_float=_Num, parse_int=_Num, parse_constant=_Num)
-
-
-def _number(value: Any) -> float:
-    if not isinstance(value, _Num) or not _NUMBER.fullmatch(value):
-        raise ValueError(f"not a JSON number: {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"not finite: {value!r}")
-    return number
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, _Num) or not _INTEGER.fullmatch(value):
-        raise ValueError(f"not an integer: {value!r}")
-    return int(value)
-
-
-def venue_symbol(base: str, quote: str) -> str:
-    """Bitfinex trading symbol: ``t`` + legs, colon-separated when a leg is longer than 3.
-
-    Example::
-
-        >>> venue_symbol("BTC", "USDT"), venue_symbol("AAVE", "USD")
-        ('tBTCUST', 'tAAVE:USD')
-    """
-    base = _LEGACY_CODES.get(base, base)
-    quote = _LEGACY_CODES.get(quote, quote)
-    return f"t{base}:{quote}" if len(base) > 3 or len(quote) > 3 else f"t{base}{quote}"
-
-
-def checksum_of(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]]) -> int:
-    """Bitfinex's signed CRC32 over exact tokens, bid/ask interleaved, best first.
-
-    Levels are ``(price_text, amount_text)`` with the amount signed as on the
-    wire (asks negative); pass at most 25 per side (PROTOCOLS.md §5.7).
-
-    Example::
-
-        >>> checksum_of([("7e-7", "10")], [("0.0000011", "-5")])
-        876735023
-    """
-    parts: list[str] = []
-    for i in range(max(len(bids), len(asks))):
-        if i < len(bids):
-            parts += bids[i]
-        if i < len(asks):
-            parts += asks[i]
-    value = zlib.crc32(":".join(parts).encode())
-    return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def book_checksum(book: OrderBook) -> int:
-    """The Bitfinex checksum of ``book`` (levels set with their exact wire tokens)."""
-    bids, asks = book.top_text(CHECKSUM_LEVELS)
-    return checksum_of(bids, asks)
+INFO_MAINTENANCE: Final = 20060
 
 
 class BitfinexAdapter(BaseAdapter):
@@ -165,12 +117,14 @@ class BitfinexAdapter(BaseAdapter):
         self.flags = 0
         self.seq_checks_passed = 0
         self.unknown_deletes = 0
-        self._last_seq: int | None = None
+        self._trailer = TrailerReader()
+        self._paused = False  # the venue said maintenance (20060) on this connection
         self._book_chan: int | None = None
         self._trade_chan: int | None = None
         self._ignored_chans: set[int] = set()  # others' channels and ones being unsubscribed
-        self._seen = SeenTradeIds(SEEN_TRADE_IDS)
-        self._quiet_since_ns = 0
+        self._seen = SeenTradeIds(SEEN_TRADE_IDS, increasing=False)
+        self._opened_ns = 0  # first keepalive call on this connection
+        self._alive_ns = 0  # last frame that was not a pong
         self._last_ping_ns = 0
         self._cid = 0
 
@@ -182,12 +136,12 @@ class BitfinexAdapter(BaseAdapter):
         self.book.clear()
         self.book_live = False
         self.flags = 0
-        self._last_seq = None
+        self._trailer = TrailerReader()
+        self._paused = False
         self._book_chan = self._trade_chan = None
         self._ignored_chans.clear()
-        self._quiet_since_ns = self._last_ping_ns = 0
-        flags = SEQ_ALL | TIMESTAMP | (OB_CHECKSUM if self.checksum else 0)
-        sends: list[Event] = [_send({"event": "conf", "flags": flags})]
+        self._opened_ns = self._alive_ns = self._last_ping_ns = 0
+        sends: list[Event] = [_send({"event": "conf", "flags": self._wanted_flags()})]
         if "book" in self.channels:
             sends.append(self._subscribe_book())
         if "trades" in self.channels:
@@ -197,9 +151,11 @@ class BitfinexAdapter(BaseAdapter):
     def receive(self, text: str, ts_recv: int) -> list[Event]:
         self.last_recv_ns = ts_recv
         try:
-            msg = _loads(text)
+            msg = loads(text)
         except ValueError:
             raise self._parse_error("not_json", "frame is not JSON", text) from None
+        if not (isinstance(msg, dict) and msg.get("event") == "pong"):
+            self._alive_ns = ts_recv  # a pong proves the socket, not the feed
         try:
             if isinstance(msg, dict):
                 return self._event(msg, text)
@@ -212,32 +168,38 @@ class BitfinexAdapter(BaseAdapter):
         raise self._parse_error("unexpected", "neither an event nor a channel array", text)
 
     def keepalive(self, now_ns: int) -> list[Event]:
-        last = max(self.last_recv_ns, self._quiet_since_ns)
-        if last == 0:
-            self._quiet_since_ns = now_ns  # silence is counted from the first call
-            return []
+        if self._opened_ns == 0:  # silence is counted from the first call on a connection
+            self._opened_ns = now_ns
+        quiet = now_ns - max(self._alive_ns, self._opened_ns)
+        if quiet > STALE_AFTER_NS:
+            return [self._stale(quiet)]
+        last = max(self.last_recv_ns, self._opened_ns)
         if now_ns - last < PING_AFTER_NS or now_ns - self._last_ping_ns < PING_AFTER_NS:
             return []
         self._last_ping_ns = now_ns
         self._cid += 1
         return [_send({"event": "ping", "cid": self._cid})]
 
+    def _stale(self, quiet_ns: int) -> Reconnect:
+        limit = STALE_AFTER_NS // SECOND
+        detail = f"no channel frame or event for {quiet_ns / SECOND:.1f} s"
+        return Reconnect("stale", f"{self.symbol}: {detail} (pongs do not count; limit {limit} s)")
+
     # -- events (JSON objects) ------------------------------------------------------
     def _event(self, msg: dict[str, Any], text: str) -> list[Event]:
         event = msg.get("event")
         if event == "info":
-            code = None if msg.get("code") is None else _int(msg["code"])
-            if code not in INFO_RECONNECT:
-                return []
-            cause, reason = INFO_RECONNECT[code]
-            return [Reconnect(cause, f"bitfinex info {code}: {reason}")]
+            return self._info(msg)
         if event == "conf":
             if msg.get("status") != "OK":
                 return [VenueError(f"bitfinex conf refused: {msg}")]
-            self.flags = _int(msg["flags"])
+            # Accepted without naming the flags: those we asked for are in force (§5.2), and
+            # guessing none would silently turn off the sequence checks.
+            flags = msg.get("flags")
+            self.flags = self._wanted_flags() if flags is None else integer(flags)
             return []
         if event == "subscribed":
-            chan = _int(msg["chanId"])
+            chan = integer(msg["chanId"])
             mine = msg.get("symbol") == self.symbol
             if mine and msg["channel"] == "book" and "book" in self.channels:
                 self._book_chan = chan
@@ -247,7 +209,7 @@ class BitfinexAdapter(BaseAdapter):
                 self._ignored_chans.add(chan)
             return []
         if event == "unsubscribed":
-            self._ignored_chans.discard(_int(msg["chanId"]))
+            self._ignored_chans.discard(integer(msg["chanId"]))
             return []
         if event == "error":
             return [VenueError(f"bitfinex error {msg.get('code')}: {msg.get('msg')}")]
@@ -255,9 +217,28 @@ class BitfinexAdapter(BaseAdapter):
             return []
         raise self._parse_error("unknown", f"unknown event {event!r}", text)
 
+    def _info(self, msg: dict[str, Any]) -> list[Event]:
+        code = None if msg.get("code") is None else integer(msg["code"])
+        if code in INFO_RECONNECT:
+            cause, reason = INFO_RECONNECT[code]
+            # the venue's own instruction (restart, maintenance over): no failure of ours
+            return [Reconnect(cause, f"bitfinex info {code}: {reason}", planned=True)]
+        platform = msg.get("platform")
+        status = platform.get("status") if isinstance(platform, dict) else None
+        if code == INFO_MAINTENANCE or (status is not None and integer(status) == 0):
+            return self._pause(f"bitfinex info {code or 'platform.status 0'}: maintenance")
+        return []
+
+    def _pause(self, reason: str) -> list[Event]:
+        """Maintenance: no book is trusted on this connection (20061 brings a new one)."""
+        self._paused = True
+        if not self.book_live:
+            return []
+        return [self._invalidate("resync", f"{self.symbol}: {reason}")]
+
     # -- channel arrays -------------------------------------------------------------
     def _array(self, msg: list[Any], ts_recv: int, text: str) -> list[Event]:
-        chan, head = _int(msg[0]), msg[1]
+        chan, head = integer(msg[0]), msg[1]
         # Data sits at a fixed position; SEQ_ALL/TIMESTAMP numbers follow it.
         if isinstance(head, list):
             kind, payload, rest = "data", head, msg[2:]
@@ -267,14 +248,11 @@ class BitfinexAdapter(BaseAdapter):
             kind, payload, rest = head, msg[2], msg[3:]
         else:
             raise self._parse_error("unknown", f"unknown channel message {head!r}", text)
-        seq, ts_ms = self._trailer(rest)
-        if seq is not None:
-            last, self._last_seq = self._last_seq, seq
-            if last is not None:
-                if seq != last + 1:
-                    return self._seq_gap(f"SEQ_ALL expected {last + 1}, got {seq}")
-                self.seq_checks_passed += 1
-        ts_event = -1 if ts_ms is None else ts_ms * MS
+        trailer = self._trailer.read(rest, self.flags)
+        if trailer.gap is not None:
+            return self._seq_gap(trailer.gap)
+        self.seq_checks_passed += trailer.checked
+        ts_event = -1 if trailer.ts_ms is None else trailer.ts_ms * MS
         if chan == self._book_chan:
             return self._book(kind, payload, ts_event, ts_recv, text)
         if chan == self._trade_chan:
@@ -283,23 +261,6 @@ class BitfinexAdapter(BaseAdapter):
             # The recording has a heartbeat 7 s before its channel's "subscribed" event.
             return []
         raise self._parse_error("unknown", f"frame for unknown chanId {chan}", text)
-
-    def _trailer(self, rest: list[Any]) -> tuple[int | None, int | None]:
-        """(seq, ts_ms) from the numbers after the data, as the confirmed flags demand.
-
-        PROTOCOLS.md does not pin the order of the two when both flags are on
-        ([unverified] reading): a ms epoch time is > 1e11, a SEQ_ALL count never
-        is, so each is recognised by size. Heartbeats may carry no timestamp.
-        """
-        want_seq, want_ts = bool(self.flags & SEQ_ALL), bool(self.flags & TIMESTAMP)
-        numbers = [_int(x) for x in rest[: want_seq + want_ts]]
-        times = [n for n in numbers if n >= MS_TIME_FLOOR]
-        counts = [n for n in numbers if 0 <= n < MS_TIME_FLOOR]
-        if len(times) > 1 or len(times) + len(counts) != len(numbers):
-            raise ValueError(f"cannot tell SEQ_ALL from TIMESTAMP in {numbers}")
-        if want_seq and len(counts) != 1:
-            raise ValueError(f"expected one SEQ_ALL number in {numbers}")
-        return (counts[0] if want_seq else None), (times[0] if times else None)
 
     def _seq_gap(self, reason: str) -> list[Event]:
         """A lost frame: the book is untrusted until a new connection brings a snapshot.
@@ -315,21 +276,21 @@ class BitfinexAdapter(BaseAdapter):
 
     # -- book -----------------------------------------------------------------------
     def _book(self, kind: str, payload: Any, ts_event: int, ts_recv: int, text: str) -> list[Event]:
-        if kind == "cs":
-            return self._checksum(_int(payload))
-        if kind == "hb":
+        if kind == "hb" or self._paused:  # paused: not even a snapshot is trusted
             return []
+        if kind == "cs":
+            return self._checksum(integer(payload))
         if kind != "data":
             raise self._parse_error("unknown", f"{kind!r} on the book channel", text)
         if not payload or isinstance(payload[0], list):
-            levels = [_level(item) for item in payload]
+            levels = [level(item) for item in payload]
             self.book.clear()
             for side, price, size, price_text, amount_text in levels:
                 self.book.set(side, price, size, price_text, amount_text)
             self.book_live = True
             self._mark_book(ts_event, ts_recv, -1)
             return [BookDeltas(self.book.snapshot_rows(ts_event, ts_recv, -1)), BookValid(ts_recv)]
-        side, price, size, price_text, amount_text = _level(payload)
+        side, price, size, price_text, amount_text = level(payload)
         if not self.book_live:
             return []  # an untrusted book waits for its snapshot
         existed = self.book.set(side, price, size, price_text, amount_text)
@@ -355,9 +316,9 @@ class BitfinexAdapter(BaseAdapter):
     # -- trades ---------------------------------------------------------------------
     def _trades(self, kind: str, payload: Any, ts_recv: int, text: str) -> list[Event]:
         if kind == "data":
-            parsed = sorted((_trade(item, ts_recv) for item in payload), key=lambda r: r[2])
+            parsed = sorted((trade_row(item, ts_recv) for item in payload), key=lambda r: r[2])
         elif kind in ("te", "tu"):
-            parsed = [_trade(payload, ts_recv)]
+            parsed = [trade_row(payload, ts_recv)]
             if kind == "tu":
                 return []  # validated, then dropped: its "te" was stored
         elif kind == "hb":
@@ -367,6 +328,9 @@ class BitfinexAdapter(BaseAdapter):
         rows = self._seen.fresh(parsed, snapshot=kind == "data")
         return [Trades(rows)] if rows else []
 
+    def _wanted_flags(self) -> int:
+        return SEQ_ALL | TIMESTAMP | (OB_CHECKSUM if self.checksum else 0)
+
     def _subscribe_book(self) -> Send:
         book = {"channel": "book", "symbol": self.symbol, "prec": "P0", "freq": "F0"}
         return _send({"event": "subscribe", **book, "len": str(BOOK_LEN)})
@@ -374,25 +338,3 @@ class BitfinexAdapter(BaseAdapter):
 
 def _send(msg: dict[str, Any]) -> Send:
     return Send(json.dumps(msg, separators=(",", ":")))
-
-
-def _level(item: Any) -> Level:
-    """One P0 level ``[PRICE, COUNT, AMOUNT, …]`` (later fields may be appended)."""
-    price, count, amount = _number(item[0]), _int(item[1]), _number(item[2])
-    if not price > 0 or count < 0:
-        raise ValueError(f"bad level {item!r}")
-    if count == 0:  # a delete: AMOUNT 1 names the bids, -1 the asks
-        if amount not in (1.0, -1.0):
-            raise ValueError(f"delete with AMOUNT {item[2]!r}")
-        return (BID if amount > 0 else ASK), price, 0.0, str(item[0]), str(item[2])
-    if amount == 0:
-        raise ValueError(f"level with AMOUNT 0: {item!r}")
-    return (BID if amount > 0 else ASK), price, abs(amount), str(item[0]), str(item[2])
-
-
-def _trade(item: Any, ts_recv: int) -> TradeRow:
-    """``[ID, MTS, AMOUNT, PRICE, …]``: AMOUNT > 0 means the taker bought."""
-    trade_id, mts, amount, price = _int(item[0]), _int(item[1]), _number(item[2]), _number(item[3])
-    if not price > 0 or amount == 0 or mts < 0:
-        raise ValueError(f"bad trade {item!r}")
-    return (mts * MS, ts_recv, trade_id, b"", price, abs(amount), 1 if amount > 0 else -1, 0)

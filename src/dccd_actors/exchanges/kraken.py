@@ -20,6 +20,12 @@ may hold it): it only seeds the dedupe, so a live trade repeating it at the
 subscription boundary is dropped. Later snapshots (the shell keeps the instance
 across reconnects and calls ``on_open`` again) store the ids never seen,
 filling what a reconnect missed.
+
+Liveness (PROTOCOLS.md §3.3): a subscribed connection gets a heartbeat about
+every second. Our ping after 5 s of silence is answered even by a venue whose
+feed has stopped, so pongs prove only the socket: more than 10 s without any
+other frame (data, heartbeat, status, ack) is a dead feed and asks for a new
+connection.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from dccd_actors.exchanges._base import (
     BookValid,
     DeltaRow,
     Event,
+    Reconnect,
     Send,
     TradeRow,
     Trades,
@@ -56,6 +63,8 @@ BOOK_DEPTH: Final = 10
 CHECKSUM_LEVELS: Final = 10
 #: Heartbeats arrive every second once subscribed; this much silence earns a ping.
 PING_AFTER_NS: Final = 5 * SECOND
+#: "About 5-10 s of silence while subscribed" is a dead connection; pongs do not count.
+STALE_AFTER_NS: Final = 10 * SECOND
 SEEN_TRADE_IDS: Final = 10_000
 _LEGACY_CODES: Final = {"XBT": "BTC", "XDG": "DOGE"}  # v1 names the user may still type
 _NUMBER: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -143,7 +152,8 @@ class KrakenAdapter(BaseAdapter):
         self.depth = BOOK_DEPTH
         self._req_id = 0
         self._seen = SeenTradeIds(SEEN_TRADE_IDS)
-        self._quiet_since_ns = 0
+        self._opened_ns = 0  # first keepalive call on this connection
+        self._alive_ns = 0  # last frame that was not a pong
         self._last_ping_ns = 0
 
     # -- the contract ---------------------------------------------------------------
@@ -153,8 +163,7 @@ class KrakenAdapter(BaseAdapter):
     def on_open(self) -> list[Event]:
         self.book.clear()
         self.book_live = False
-        self._quiet_since_ns = 0
-        self._last_ping_ns = 0
+        self._opened_ns = self._alive_ns = self._last_ping_ns = 0
         sends: list[Event] = []
         if "book" in self.channels:
             sends.append(self._subscribe_book())
@@ -171,11 +180,14 @@ class KrakenAdapter(BaseAdapter):
             raise self._parse_error("not_json", "frame is not JSON", text) from None
         if not isinstance(msg, dict):
             raise self._parse_error("unexpected", "frame is not a JSON object", text)
+        if msg.get("method") != "pong":  # a pong proves the socket, not the feed
+            self._alive_ns = ts_recv
         try:
+            # Replies first: an error reply may echo "channel" beside "method" and "success".
+            if "method" in msg or msg.get("success") is False:
+                return self._reply(msg, text)
             if "channel" in msg:
                 return self._channel(msg, ts_recv, text)
-            if "method" in msg:
-                return self._reply(msg, text)
         except ParseError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -185,19 +197,28 @@ class KrakenAdapter(BaseAdapter):
         raise self._parse_error("unknown", "neither a channel message nor a reply", text)
 
     def keepalive(self, now_ns: int) -> list[Event]:
-        last = max(self.last_recv_ns, self._quiet_since_ns)
-        if last == 0:
-            self._quiet_since_ns = now_ns  # silence is counted from the first call
-            return []
+        if self._opened_ns == 0:  # silence is counted from the first call on a connection
+            self._opened_ns = now_ns
+        quiet = now_ns - max(self._alive_ns, self._opened_ns)
+        if quiet > STALE_AFTER_NS:
+            return [self._stale(quiet)]
+        last = max(self.last_recv_ns, self._opened_ns)
         if now_ns - last < PING_AFTER_NS or now_ns - self._last_ping_ns < PING_AFTER_NS:
             return []
         self._last_ping_ns = now_ns
         return [self._send({"method": "ping"})]
 
+    def _stale(self, quiet_ns: int) -> Reconnect:
+        limit = STALE_AFTER_NS // SECOND
+        detail = f"no data, heartbeat or status frame for {quiet_ns / SECOND:.1f} s"
+        return Reconnect("stale", f"{self.symbol}: {detail} (pongs do not count; limit {limit} s)")
+
     # -- dispatch -------------------------------------------------------------------
     def _channel(self, msg: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         channel = msg["channel"]
         if channel in ("heartbeat", "status"):
+            # PROTOCOLS §3.1 lists the "system" values (maintenance, cancel_only, post_only) but
+            # names no client action; the checksum and the silence limit cover a stopped feed.
             return []
         kind, data = msg["type"], msg["data"]
         if kind not in ("snapshot", "update") or not isinstance(data, list):
@@ -212,7 +233,7 @@ class KrakenAdapter(BaseAdapter):
         raise self._parse_error("unknown", f"unknown channel {channel!r}", text)
 
     def _reply(self, msg: dict[str, Any], text: str) -> list[Event]:
-        method = msg["method"]
+        method = msg.get("method", "request")
         if msg.get("success") is False:
             return [VenueError(f"kraken {method} failed: {msg.get('error')}")]
         if method in ("subscribe", "unsubscribe", "pong"):
@@ -224,7 +245,8 @@ class KrakenAdapter(BaseAdapter):
         if entry["symbol"] != self.symbol:
             raise self._parse_error("wrong_symbol", f"book for {entry['symbol']!r}", text)
         # Parse everything before touching the book, so a bad frame leaves it intact.
-        levels = _levels(entry["bids"], BID) + _levels(entry["asks"], ASK)
+        # PROTOCOLS §3.6 never promises both sides: a missing one has no levels to apply.
+        levels = _levels(entry.get("bids", []), BID) + _levels(entry.get("asks", []), ASK)
         expected = _uint(entry["checksum"])
         stamp = entry.get("timestamp")
         ts_event = -1 if stamp is None else iso_to_ns(stamp)
