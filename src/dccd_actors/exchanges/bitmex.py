@@ -19,7 +19,8 @@ Choices this module makes where the protocol leaves room:
   its rows; BitMEX sends one row per level, so this is that row's size.
 * **Crossed book.** BitMEX splits one matching event into separate insert, update and delete
   messages, so a book may look crossed between them. A book still crossed after
-  ``CROSSED_MESSAGES_MAX`` consecutive messages is resynchronised.
+  ``CROSSED_MESSAGES_MAX`` consecutive messages spanning at least ``CROSSED_FOR_NS`` is
+  resynchronised (a burst of one-row messages can span many messages in no time).
 * **Integrity.** An update or delete of an unknown row, an insert of an existing row, or a
   persisting cross discards the book (``BookInvalid("resync")``) and re-subscribes
   ``orderBookL2:SYM`` (unsubscribe, then subscribe) for a new partial. Book rows are ignored
@@ -66,6 +67,7 @@ PING_AFTER_NS: Final = 5 * SECOND
 PONG_TIMEOUT_NS: Final = 5 * SECOND
 SEEN_TRADES_MAX: Final = 20_000
 CROSSED_MESSAGES_MAX: Final = 3
+CROSSED_FOR_NS: Final = SECOND
 DELTA_ACTIONS: Final = frozenset({"insert", "update", "delete"})
 
 _SIDES: Final = {"Buy": BID, "Sell": ASK}
@@ -113,6 +115,7 @@ class BitmexAdapter(BaseAdapter):
         self._trade_partial = False
         self._history_end: int | None = None  # newest ts_event of the first trade partial
         self._crossed = 0
+        self._crossed_since_ns = 0  # ts_recv of the first message of the current cross
         self._pending: list[Event] = []
         self._idle_since: int | None = None
         self._ping_sent: int | None = None
@@ -256,6 +259,7 @@ class BitmexAdapter(BaseAdapter):
         ts_event = max((c[4] for c in changes), default=-1)
         self.book_live = True
         self._crossed = 1 if self.book.crossed() else 0
+        self._crossed_since_ns = ts_recv
         self._mark_book(ts_event, ts_recv, -1)
         return [BookDeltas(self.book.snapshot_rows(ts_event, ts_recv, -1)), BookValid(ts_recv)]
 
@@ -278,10 +282,14 @@ class BitmexAdapter(BaseAdapter):
             if action == "update":
                 self._put(key, new_price, size, ts, ts_recv, out)
         if self.book.crossed():
+            if self._crossed == 0:
+                self._crossed_since_ns = ts_recv
             self._crossed += 1
-            if self._crossed >= CROSSED_MESSAGES_MAX:
+            lasted = ts_recv - self._crossed_since_ns
+            if self._crossed >= CROSSED_MESSAGES_MAX and lasted >= CROSSED_FOR_NS:
                 bid, ask = self.book.best_bid(), self.book.best_ask()
-                return self._resync(f"book crossed for {self._crossed} messages: {bid} >= {ask}")
+                detail = f"book crossed for {self._crossed} messages and {lasted / SECOND:.1f} s"
+                return self._resync(f"{detail}: {bid} >= {ask}")
         else:
             self._crossed = 0
         ts_event = max((c[4] for c in changes), default=-1)
