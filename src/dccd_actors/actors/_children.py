@@ -1,4 +1,8 @@
-"""What the manager keeps per stream: its supervision record, status row and adapter."""
+"""What the manager keeps per stream: its supervision record, status row and adapter.
+
+The record also decides, when a generation ends, when the next one starts (backoff or
+parking); the manager decides when a generation has ended and starts the next.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pykka
 
@@ -14,13 +18,15 @@ from dccd_actors.actors.messages import StreamKey, StreamStats, add_stats
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import StreamStatus, stream_row
 from dccd_actors.actors.stream import PendingGap, make_adapter
-from dccd_actors.config import StreamJob
+from dccd_actors.config import RestartPolicy, StreamJob
 from dccd_actors.exchanges._base import BaseAdapter
 from dccd_actors.storage.reader import Store
 
 __all__ = ["Child", "last_stored_trade", "new_adapter"]
 
 logger = logging.getLogger("dccd_actors.manager")
+
+_RESTART_CAUSES: Final = ("disconnect", "stale", "seq_gap", "checksum", "resync")
 
 
 @dataclass
@@ -65,6 +71,52 @@ class Child:
             last_frame_age_s=(now_ns - stats.last_frame_ns) / 1e9 if stats.last_frame_ns else None,
             next_retry_in_s=max(0.0, self.start_at - now) if waiting else None,
         )
+
+    def schedule_restart(
+        self,
+        policy: RestartPolicy,
+        cause: str,
+        error: str,
+        last_frame_ns: int,
+        open_gap: PendingGap | None = None,
+        planned: bool = False,
+    ) -> bool:
+        """Record that this generation ended and when the next one starts.
+
+        A venue's planned reconnect starts again at once; a failure waits out the
+        backoff, or parks the stream after too many restarts. The gap opened here (or
+        the one the generation handed over) lasts until the next one's data flows.
+        True when a failure was counted, so the manager reviews its alerts.
+        """
+        now = time.monotonic()
+        cause = cause if cause in _RESTART_CAUSES else "disconnect"
+        self.previous, self.ref = self.ref, None
+        self.restarts += 1
+        self.last_error, self.last_exit_cause = error, cause
+        start = last_frame_ns or self.stats.last_frame_ns or time.time_ns()
+        if self.pending_gap is None:
+            self.pending_gap = open_gap or (start, cause, error[:150])
+        if planned:  # a venue's maintenance notice: no failure, so no backoff and no parking
+            self.state, self.start_at = "backoff", now
+            logger.info("%s reconnecting at the venue's request: %s", self.key, error)
+            return False
+        self.consecutive_errors += 1
+        delay = self.backoff.next_delay(now)
+        if self.backoff.exceeded(now):
+            self.state, self.start_at = "parked", now + policy.park_interval
+            logger.error(
+                "%s parked after %d restarts in %.0f s: %s",
+                self.key,
+                len(self.backoff.failures),
+                policy.restart_window,
+                error,
+            )
+        else:
+            self.state, self.start_at = "backoff", now + delay
+            logger.warning(
+                "%s exited (%s: %s); restarting in %.2f s", self.key, cause, error, delay
+            )
+        return True
 
 
 def new_adapter(job: StreamJob, pair: str, last_trade_id: int | None) -> BaseAdapter:

@@ -1,4 +1,4 @@
-"""Health outputs of the manager: ``metrics.json`` and webhook alerts.
+"""Health outputs of the manager: ``metrics.json``, webhook alerts, storage's status figures.
 
 Alerts are POSTed in background threads with a timeout, so a failing webhook
 never slows the manager; the webhook URL never appears in logs.
@@ -15,12 +15,15 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+
+import pykka
 
 from dccd_actors.actors.status import CollectorStatus, StreamStatus
+from dccd_actors.actors.storage import _inbox_size
 from dccd_actors.config import AlertConfig
 
-__all__ = ["Alerter", "write_metrics"]
+__all__ = ["Alerter", "storage_status", "write_metrics"]
 
 logger = logging.getLogger("dccd_actors.health")
 
@@ -45,6 +48,22 @@ def write_metrics(path: Path, status: CollectorStatus) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         logger.warning("cannot write %s: %s", path, exc)
+
+
+def storage_status(
+    storage: pykka.ActorRef[Any] | None, gen: int, backlog_warning: int
+) -> dict[str, Any]:
+    """Storage's figures in the status: its generation, whether it runs, and its backlog.
+
+    The backlog is read from storage's inbox, not asked, so it is current even while
+    storage is too busy to answer; past ``backlog_warning`` messages it is flagged.
+    """
+    status: dict[str, Any] = {"gen": gen, "running": storage is not None}
+    if storage is not None:
+        backlog = _inbox_size(storage.actor_inbox)
+        status["backlog"] = backlog
+        status["backlog_warning"] = backlog > backlog_warning
+    return status
 
 
 class Alerter:

@@ -12,7 +12,7 @@ import pykka
 
 from dccd_actors.actors.messages import SnapshotFailed, SnapshotFetched, Tick
 
-__all__ = ["start_fetch", "start_ticker", "tell_unless_dead"]
+__all__ = ["SnapshotFetches", "start_fetch", "start_ticker", "tell_unless_dead"]
 
 _REST_TIMEOUT_S: Final = 10.0
 
@@ -48,6 +48,30 @@ def start_fetch(
             tell_unless_dead(ref, SnapshotFailed(f"GET {url}: {exc}", fetch_id))
 
     threading.Thread(target=run, name=f"fetch-{fetch_id}", daemon=True).start()
+
+
+class SnapshotFetches:
+    """One stream's REST snapshot fetches: only the newest one's answer counts (``id``).
+
+    Repeated fetches back off (0.05 s doubling, at most 5 s), so a venue refusing the
+    snapshot is not hammered; the stream calls ``succeeded`` once a book is valid.
+    """
+
+    def __init__(self, ref: pykka.ActorRef[Any], stop: threading.Event) -> None:
+        self.ref, self.stop = ref, stop
+        self.id = 0
+        self.attempts = 0
+
+    def start(self, url: str) -> None:
+        """Fetch ``url`` after the current backoff; its answer supersedes every earlier one's."""
+        self.id += 1
+        delay = 0.0 if self.attempts == 0 else min(0.05 * 2**self.attempts, 5.0)
+        self.attempts += 1
+        start_fetch(self.ref, url, self.id, delay, self.stop)
+
+    def succeeded(self) -> None:
+        """The book is valid again: a later fetch starts at once."""
+        self.attempts = 0
 
 
 def tell_unless_dead(ref: pykka.ActorRef[Any], message: object) -> bool:

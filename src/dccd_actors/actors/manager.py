@@ -21,9 +21,10 @@ from typing import Any
 import pykka
 
 from dccd_actors.actors._children import Child, last_stored_trade, new_adapter
-from dccd_actors.actors._health import Alerter, write_metrics
+from dccd_actors.actors._health import Alerter, storage_status, write_metrics
 from dccd_actors.actors._reader import start_ticker
 from dccd_actors.actors._readloop import ReadLoop
+from dccd_actors.actors._stopping import stop_in_order
 from dccd_actors.actors.messages import (
     ChildExited,
     Heartbeat,
@@ -35,7 +36,7 @@ from dccd_actors.actors.messages import (
 )
 from dccd_actors.actors.policy import Backoff
 from dccd_actors.actors.status import CollectorStatus
-from dccd_actors.actors.storage import StorageActor, _inbox_size
+from dccd_actors.actors.storage import StorageActor
 from dccd_actors.actors.stream import PendingGap, StreamActor
 from dccd_actors.actors.sync import SyncActor
 from dccd_actors.config import CollectorConfig, StreamJob
@@ -258,39 +259,8 @@ class ManagerActor(pykka.ThreadingActor):
         open_gap: PendingGap | None = None,
         planned: bool = False,
     ) -> None:
-        now = time.monotonic()
-        cause = (
-            cause
-            if cause in ("disconnect", "stale", "seq_gap", "checksum", "resync")
-            else "disconnect"
-        )
-        child.previous, child.ref = child.ref, None
-        child.restarts += 1
-        child.last_error, child.last_exit_cause = error, cause
-        start = last_frame_ns or child.stats.last_frame_ns or time.time_ns()
-        if child.pending_gap is None:
-            child.pending_gap = open_gap or (start, cause, error[:150])
-        if planned:  # a venue's maintenance notice: no failure, so no backoff and no parking
-            child.state, child.start_at = "backoff", now
-            logger.info("%s reconnecting at the venue's request: %s", child.key, error)
-            return
-        child.consecutive_errors += 1
-        delay = child.backoff.next_delay(now)
-        if child.backoff.exceeded(now):
-            child.state, child.start_at = "parked", now + self.policy.park_interval
-            logger.error(
-                "%s parked after %d restarts in %.0f s: %s",
-                child.key,
-                len(child.backoff.failures),
-                self.policy.restart_window,
-                error,
-            )
-        else:
-            child.state, child.start_at = "backoff", now + delay
-            logger.warning(
-                "%s exited (%s: %s); restarting in %.2f s", child.key, cause, error, delay
-            )
-        self.alerter.review(self._status())
+        if child.schedule_restart(self.policy, cause, error, last_frame_ns, open_gap, planned):
+            self.alerter.review(self._status())
 
     # -- storage --------------------------------------------------------------------
     def _start_storage(self) -> None:
@@ -400,44 +370,18 @@ class ManagerActor(pykka.ThreadingActor):
     def _status(self) -> CollectorStatus:
         now_ns, now = time.time_ns(), time.monotonic()
         rows = [child.status_row(now_ns, now) for child in self.children.values()]
-        storage = {"gen": self.storage_gen, "running": self.storage is not None}
-        if self.storage is not None:
-            backlog = _inbox_size(self.storage.actor_inbox)
-            storage["backlog"] = backlog
-            storage["backlog_warning"] = backlog > self.policy.backlog_warning
+        storage = storage_status(self.storage, self.storage_gen, self.policy.backlog_warning)
         return CollectorStatus(rows, self.state, self.error, storage, self.sync_stats)
 
     # -- stop -----------------------------------------------------------------------
     def _stop_children(self, timeout: float) -> dict[str, str]:
-        """Stop streams in parallel under one deadline, then storage; return the outcome."""
+        """Stop sync, the streams in parallel under one deadline, then storage; the outcome."""
         self.stopping = True
-        summary: dict[str, str] = {}
-        if self.sync is not None:  # first: a running push gets its grace period, then is ended
-            summary["sync"] = _wait(self.sync.stop(block=False), time.monotonic() + 6.0)
-            self.sync = None
-        deadline = time.monotonic() + timeout
-        futures = {}
-        for child in self.children.values():
-            if child.ref is not None and child.ref.is_alive():
-                child.state = "stopping"
-                futures[child.key] = child.ref.stop(block=False)
-            elif child.state != "stop_timeout":
-                child.state = "stopped"
-        for key, future in futures.items():
-            summary[f"{key[0]} {key[1]}"] = self.children[key].state = _wait(future, deadline)
-        if self.storage is not None:
-            storage_deadline = max(deadline, time.monotonic()) + self.policy.seal_timeout
-            summary["storage"] = _wait(self.storage.stop(block=False), storage_deadline)
-            self.storage = None
+        summary = stop_in_order(
+            self.sync, self.children.values(), self.storage, timeout, self.policy.seal_timeout
+        )
+        self.sync = self.storage = None
         if self.state != "failed":
             self.state = "stopped"
         self._report_health()
         return summary
-
-
-def _wait(future: pykka.Future[Any], deadline: float) -> str:
-    try:
-        future.get(timeout=max(0.01, deadline - time.monotonic()))
-        return "stopped"
-    except pykka.Timeout:
-        return "stop_timeout"

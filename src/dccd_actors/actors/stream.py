@@ -3,13 +3,13 @@
 It owns the adapter (sans-IO protocol state), the connection, and the ticker and
 REST-fetch helper threads; the collector's read loop reads its socket and hands the
 frames over in timed batches (``_readloop.py``). Rows are buffered (``_rowbuffer.py``)
-and handed to storage every ``flush_interval``. Any failure ends the actor with a
-``ChildExited`` to the manager, which owns restarts.
+and handed to storage every ``flush_interval`` (``_output.py``); a resync or an outage
+is a gap row (``_gaps.py``). Any failure ends the actor with a ``ChildExited`` to the
+manager, which owns restarts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -18,16 +18,16 @@ from typing import Any, Final
 import pykka
 
 from dccd_actors import _ws
+from dccd_actors.actors._gaps import OpenGap, PendingGap
 from dccd_actors.actors._journal import Journal
-from dccd_actors.actors._reader import start_fetch, start_ticker
+from dccd_actors.actors._output import StreamOutput
+from dccd_actors.actors._reader import SnapshotFetches, start_ticker
 from dccd_actors.actors._readloop import Inflight, ReadLoop
 from dccd_actors.actors._rowbuffer import RowBuffer
 from dccd_actors.actors._streamstate import StreamCounters
 from dccd_actors.actors.messages import (
-    ChildExited,
     Connected,
     FramesReceived,
-    Heartbeat,
     ReaderDied,
     SnapshotFailed,
     SnapshotFetched,
@@ -52,7 +52,6 @@ from dccd_actors.exchanges._base import (
     from_the_future,
 )
 from dccd_actors.storage.segment import SegmentInfo
-from dccd_actors.storage.writer import period_end_ns
 
 __all__ = ["PendingGap", "StreamActor", "make_adapter"]
 
@@ -60,10 +59,6 @@ logger = logging.getLogger("dccd_actors.stream")
 
 _PING_INTERVAL_NS: Final = 20_000_000_000
 _MAX_BUFFERED_ROWS: Final = 50_000
-_HEARTBEAT_NS: Final = 250_000_000
-
-PendingGap = tuple[int, str, str]
-"""(start_ns, cause, detail) of an interval that is open until data flows again."""
 
 
 def make_adapter(job: StreamJob, pair: str) -> BaseAdapter:
@@ -112,28 +107,32 @@ class StreamActor(pykka.ThreadingActor):
             ",".join(job.channels),
         )
         self.counters = StreamCounters(self.key)
-        self._flush_ns = int(flush_interval * 1e9)
         self._tick_interval = min(tick_interval, flush_interval / 2)
-        self._step_ns = int(job.time_step * 1e9)
-        self._open_gap = pending_gap
         self._stop_threads = threading.Event()
         self._inflight = Inflight(policy.max_inflight_frames)
         self._conn: _ws.Connection | None = None
         self._rows = RowBuffer(self.key, self.info, job.depth, self._journal)
-        self._fetch_id = 0
+        self._gap = OpenGap(self._rows, self.counters, pending_gap, book="book" in job.channels)
+        self._out = StreamOutput(
+            key=self.key,
+            gen=gen,
+            job=job,
+            rows=self._rows,
+            counters=self.counters,
+            adapter=self.adapter,
+            storage=storage,
+            manager=manager,
+            flush_interval=flush_interval,
+            rotation=rotation,
+        )
         self._held = 0
         self._slow_down = slow_down  # fault injection: seconds added to every batch of frames
-        self._last_heartbeat_ns = 0
-        self._rotation = rotation
-        self._next_rotation_ns = period_end_ns(time.time_ns(), rotation)
         self._last_ts_recv = 0
-        self._fetch_attempts = 0
+        self._fetches = SnapshotFetches(self.actor_ref, self._stop_threads)
         self._exited = False
         self._connected_ns = 0
         self._connect_started_ns = 0
-        self._last_flush_ns = time.time_ns()
         self._last_ping_ns = time.time_ns()
-        self._next_snapshot_ns = (time.time_ns() // self._step_ns + 1) * self._step_ns
 
     # -- lifecycle ----------------------------------------------------------------
     def on_start(self) -> None:
@@ -168,7 +167,7 @@ class StreamActor(pykka.ThreadingActor):
         self._report("stopped", "")
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        handover, self._open_gap = self._open_gap, None
+        handover = self._gap.hand_over()
         self._close()
         self._report("disconnect", f"stream actor crashed: {exception_value!r}", handover)
 
@@ -176,11 +175,8 @@ class StreamActor(pykka.ThreadingActor):
         self._stop_threads.set()
         if self._conn is not None:
             self._conn.close()
-        if self._open_gap is not None:
-            start, cause, detail = self._open_gap
-            self._rows.add_gap((start, time.time_ns(), cause, detail + " (still open at stop)"))
-            self._open_gap = None
-        self._flush()
+        self._gap.close_at_stop()
+        self._out.flush()
 
     def _report(
         self, cause: str, error: str, open_gap: PendingGap | None = None, planned: bool = False
@@ -188,20 +184,14 @@ class StreamActor(pykka.ThreadingActor):
         if self._exited:
             return
         self._exited = True
-        stats = self.counters.snapshot()
-        last_frame_ns = self.counters.last_frame_ns
-        message = ChildExited(
-            self.key, self.gen, cause, error, last_frame_ns, stats, open_gap, planned
-        )
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.manager.tell(message)
+        self._out.exited(cause, error, open_gap, planned)
 
     def _exit(self, cause: str, detail: str, planned: bool = False) -> None:
         """End this generation; the manager restarts it (with backoff unless ``planned``)."""
         logger.warning("%s %s: %s", self.key, cause, detail)
         # an interval already open (a resync that led here) continues into the next generation,
         # so one outage stays one gap row
-        handover, self._open_gap = self._open_gap, None
+        handover = self._gap.hand_over()
         self._close()
         self._report(cause, detail, handover, planned)
         self.stop()
@@ -228,7 +218,7 @@ class StreamActor(pykka.ThreadingActor):
                         self.counters.count_malformed("too_large", reason)
                     self._exit("disconnect", reason)
             case SnapshotFetched(body=body, ts_recv=fetched_ns, fetch_id=fetch_id):
-                if fetch_id == self._fetch_id:
+                if fetch_id == self._fetches.id:
                     ts_recv = self._monotonic(fetched_ns)
                     if self._journal is not None:
                         self._journal.rest(ts_recv, body)
@@ -236,7 +226,7 @@ class StreamActor(pykka.ThreadingActor):
                         lambda: self.adapter.receive_snapshot(body, ts_recv), body, ts_recv
                     )
             case SnapshotFailed(reason=reason, fetch_id=fetch_id):
-                if fetch_id == self._fetch_id:
+                if fetch_id == self._fetches.id:
                     self.counters.note_error(reason)
                     self._dispatch(self.adapter.snapshot_failed(reason), time.time_ns())
             case _:
@@ -254,7 +244,7 @@ class StreamActor(pykka.ThreadingActor):
                 break
         self._release(sum(len(frames) for _, frames in message.chunks))
         if self._rows.rows > _MAX_BUFFERED_ROWS:
-            self._flush()
+            self._out.flush()
         # while frames flow, hand-offs (every policy.handoff_interval) keep flushes and book
         # samples on time; the slower ticker only has to cover quiet streams
         self._due_work(time.time_ns())
@@ -326,16 +316,14 @@ class StreamActor(pykka.ThreadingActor):
                 case Send(text=text):
                     self._send(text)
                 case FetchSnapshot(url=url):
-                    self._fetch(url)
+                    self._fetches.start(url)
                 case BookInvalid(cause=cause, detail=detail):
                     self.counters.resyncs += 1
                     self.counters.note_error(f"{cause}: {detail}")
-                    if self._open_gap is None:
-                        start = self.counters.last_data_ns or ts_recv
-                        self._open_gap = (start, cause, detail)
+                    self._gap.open(self.counters.last_data_ns or ts_recv, cause, detail)
                 case BookValid(ts_recv=valid_ns):
-                    self._fetch_attempts = 0
-                    self._close_pending_gap(valid_ns, book_event=True)
+                    self._fetches.succeeded()
+                    self._gap.close(valid_ns, book_event=True)
                 case Reconnect(cause=cause, detail=detail, planned=planned):
                     self._exit(cause, detail, planned)
                     return
@@ -348,16 +336,8 @@ class StreamActor(pykka.ThreadingActor):
             return
         self._rows.trades.extend(rows)
         self.counters.last_data_ns = ts_recv
-        if self._open_gap is not None:
-            self._close_pending_gap(ts_recv, book_event=False)
-
-    def _close_pending_gap(self, end_ns: int, *, book_event: bool) -> None:
-        if self._open_gap is None or (not book_event and "book" in self.job.channels):
-            return
-        start, cause, detail = self._open_gap
-        self._rows.add_gap((start, max(end_ns, start), cause, detail))
-        self.counters.gaps += 1
-        self._open_gap = None
+        if self._gap.pending is not None:
+            self._gap.close(ts_recv, book_event=False)
 
     def _send(self, text: str) -> None:
         if self._conn is None:
@@ -366,12 +346,6 @@ class StreamActor(pykka.ThreadingActor):
             self._conn.send(text)
         except ConnectionLost as exc:
             self._exit("disconnect", str(exc))
-
-    def _fetch(self, url: str) -> None:
-        self._fetch_id += 1
-        delay = 0.0 if self._fetch_attempts == 0 else min(0.05 * 2**self._fetch_attempts, 5.0)
-        self._fetch_attempts += 1
-        start_fetch(self.actor_ref, url, self._fetch_id, delay, self._stop_threads)
 
     # -- time-driven work ---------------------------------------------------------
     def _on_tick(self) -> None:
@@ -384,22 +358,16 @@ class StreamActor(pykka.ThreadingActor):
             self._exit("disconnect", "connection not established within stale_timeout")
         if self._exited:
             return
-        if now >= self._next_rotation_ns:
-            self._checkpoint(now)
+        self._out.rotate_if_due(now)
         self._due_work(now)
         if self._held:
             self._release(0)
-        self._heartbeat(now)
+        self._out.heartbeat(now, connected=self._conn is not None)
 
     def _due_work(self, now: int) -> None:
-        """The book sample of each ``time_step`` and the flush of each ``flush_interval``."""
-        if self._exited:
-            return
-        if now >= self._next_snapshot_ns and "book" in self.job.channels:
-            self.counters.snapshots += self._rows.sample_book(self.adapter, now)
-            self._next_snapshot_ns = (now // self._step_ns + 1) * self._step_ns
-        if now - self._last_flush_ns >= self._flush_ns:
-            self._flush()
+        """The book sample and the flush, if due (``StreamOutput``); none after the exit."""
+        if not self._exited:
+            self._out.due_work(now)
 
     def _keepalive(self, now: int) -> None:
         # a slow consumer is not a silent venue: frames read but not yet processed count too
@@ -418,35 +386,3 @@ class StreamActor(pykka.ThreadingActor):
                 self._conn.ping()
             except ConnectionLost as exc:
                 self._exit("disconnect", str(exc))
-
-    def _checkpoint(self, now: int) -> None:
-        """At a rotation boundary: flush the old rows, then start the new segment with the book."""
-        self._next_rotation_ns = period_end_ns(now, self._rotation)
-        self._flush()
-        self._rows.checkpoint(self.adapter, now)
-        self._flush()
-
-    def _flush(self) -> None:
-        self._last_flush_ns = time.time_ns()
-        message = self._rows.take()
-        if message is None:
-            return
-        try:
-            self.storage.tell(message)
-        except pykka.ActorDeadError:
-            self.counters.note_error("storage is not running; batch kept for the next flush")
-            self._rows.put_back(message)
-            return
-        self.counters.record_batch(self._last_flush_ns, message.trades, message.book_deltas)
-        self.counters.trades += 0 if message.trades is None else len(message.trades)
-        self.counters.book_rows += 0 if message.book_deltas is None else len(message.book_deltas)
-
-    def _heartbeat(self, now: int) -> None:
-        """At most every 0.25 s: counters to the manager (status must not cost the hot path)."""
-        if now - self._last_heartbeat_ns < _HEARTBEAT_NS:
-            return
-        self._last_heartbeat_ns = now
-        # the adapter outlives generations: until this one has connected, its flag is stale
-        self.counters.book_live = self._conn is not None and self.adapter.book_live
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.manager.tell(Heartbeat(self.key, self.gen, self.counters.snapshot()))

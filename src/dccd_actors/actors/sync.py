@@ -24,6 +24,7 @@ from typing import Any, Final
 import pykka
 
 from dccd_actors.actors._reader import start_ticker
+from dccd_actors.actors._syncrequest import Request, Summary, SyncNow, request_sync
 from dccd_actors.actors.messages import ChildExited, SyncStats, Tick
 from dccd_actors.config import StorageConfig
 from dccd_actors.storage.layout import META_DIR, SegmentName
@@ -35,41 +36,7 @@ __all__ = ["SyncActor", "SyncNow", "request_sync"]
 
 logger = logging.getLogger("dccd_actors.sync")
 
-Summary = dict[str, dict[str, Any]]
-_ASK_TIMEOUT: Final = 2.0
 _JOIN_AFTER_KILL: Final = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class SyncNow:
-    """Ask: push every remote now. The reply is a future of the per-remote summary.
-
-    The actor must keep answering while a push runs, so it cannot hold the reply
-    until rclone ends; it replies at once with a ``pykka.ThreadingFuture`` that is
-    set when every remote's push started for this request has ended.
-    :func:`request_sync` does both steps.
-
-    Example::
-
-        >>> summary = sync_ref.ask(SyncNow(), timeout=2).get(timeout=600)   # doctest: +SKIP
-        >>> summary["nas:crypto"]["ok"]                                     # doctest: +SKIP
-        True
-    """
-
-
-def request_sync(ref: pykka.ActorRef[Any], timeout: float = 600.0) -> Summary:
-    """From the user's thread: ask ``SyncNow`` and wait for the per-remote summary.
-
-    Raises ``pykka.Timeout`` after ``timeout`` s and ``pykka.ActorDeadError`` if the
-    actor is not running.
-
-    Example::
-
-        >>> request_sync(sync_ref)["/mnt/backup"]["files"]                  # doctest: +SKIP
-        3
-    """
-    future: pykka.Future[Summary] = ref.ask(SyncNow(), block=True, timeout=_ASK_TIMEOUT)
-    return future.get(timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,27 +46,14 @@ class _PushDone:
 
 
 @dataclass
-class _Request:
-    future: pykka.ThreadingFuture[Summary]
-    remaining: set[str]
-    results: Summary = field(default_factory=dict)
-
-    def add(self, name: str, summary: dict[str, Any]) -> None:
-        self.results[name] = summary
-        self.remaining.discard(name)
-        if not self.remaining:
-            self.future.set(dict(self.results))
-
-
-@dataclass
 class _Remote:
     name: str  # redacted: safe in logs, stats, the ledger
     target: str = field(repr=False)  # as configured: may hold credentials
     job: PushJob | None = None
     thread: threading.Thread | None = None
     run_id: int = 0
-    attached: list[_Request] = field(default_factory=list)  # answered by the running push
-    queued: list[_Request] = field(default_factory=list)  # need a push started after it
+    attached: list[Request] = field(default_factory=list)  # answered by the running push
+    queued: list[Request] = field(default_factory=list)  # need a push started after it
     ticks_skipped: int = 0
     last_result: dict[str, Any] | None = None
 
@@ -228,7 +182,7 @@ class SyncActor(pykka.ThreadingActor):
         if not self.remotes:
             future.set({})
             return future
-        request = _Request(future, set(self.remotes))
+        request = Request(future, set(self.remotes))
         for remote in self.remotes.values():
             if remote.thread is not None:  # its file list predates this request: push again
                 remote.queued.append(request)
@@ -236,7 +190,7 @@ class SyncActor(pykka.ThreadingActor):
                 self._start(remote, [request])
         return future
 
-    def _start(self, remote: _Remote, requests: list[_Request]) -> None:
+    def _start(self, remote: _Remote, requests: list[Request]) -> None:
         remote.run_id += 1
         remote.attached = requests
         if self._stopping:
