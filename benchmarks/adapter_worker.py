@@ -47,12 +47,14 @@ def load(data: Path) -> dict[str, Any]:
 
 # -- ours --------------------------------------------------------------------------------------
 def ours(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, int, int]]]:
-    from dccd_actors.exchanges._base import BookDeltas, BookInvalid, Trades
+    from dccd_actors.exchanges._base import BookDeltas, BookInvalid, BookLevels, Trades
     from dccd_actors.exchanges.binance import BinanceAdapter
     from dccd_actors.exchanges.okx import OkxAdapter
 
     def drive(adapter: Any, frames: list[str], warm: int = 0) -> tuple[float, int, int]:
+        # what the stream actor keeps until its flush: row tuples, or BookLevels whole
         rows: list[Any] = []
+        levels: list[Any] = []
         receive = adapter.receive
         for frame in frames[:warm]:
             receive(frame, TS_RECV)
@@ -61,15 +63,17 @@ def ours(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, int, int
         for i, frame in enumerate(frames[warm:], 1):
             for event in receive(frame, TS_RECV):
                 kind = type(event)
-                if kind is Trades or kind is BookDeltas:
+                if kind is BookLevels:
+                    levels.append(event)
+                elif kind is Trades or kind is BookDeltas:
                     rows.extend(event.rows)
                 elif kind is BookInvalid:
                     raise AssertionError(f"book invalidated: {event}")
             if i % FLUSH_EVERY == 0:
-                flushed += len(rows)
-                rows = []
+                flushed += len(rows) + sum(map(len, levels))
+                rows, levels = [], []
         elapsed = time.perf_counter() - t0
-        return elapsed, len(frames) - warm, flushed + len(rows)
+        return elapsed, len(frames) - warm, flushed + len(rows) + sum(map(len, levels))
 
     def trades() -> tuple[float, int, int]:
         return drive(BinanceAdapter("BTC/USDT", ["trades"]), corpus["binance_trades"])

@@ -8,7 +8,7 @@ measured in the same run, divided by 2.5. Each stage is timed alone over the who
 * decoding the numbers and, separately, the wire texts (typed msgspec decoders);
 * applying the levels to the sorted book, keeping the texts the checksum needs;
 * the CRC32 over the top 25 levels of each side;
-* building the delta rows;
+* building the delta rows (one ``BookLevels`` per message, columns at the flush);
 * the whole ``OkxAdapter.receive`` (these stages plus dispatch and the snapshot's share).
 
 Decoding, applying, the checksum and one row per level are work that every handler which
@@ -30,9 +30,11 @@ import _common as c
 import bench_adapters as ba
 import frames as fr
 
-from dccd_actors.exchanges._okx_wire import decode_numbers, decode_texts, delta_rows, okx_checksum
+from dccd_actors.exchanges._base import BookLevels
+from dccd_actors.exchanges._okx_wire import decode_numbers, decode_texts, okx_checksum
 from dccd_actors.exchanges.book import ASK, BID, OrderBook
 from dccd_actors.exchanges.okx import CHECKSUM_DEPTH, OkxAdapter
+from dccd_actors.records import levels_array
 
 TARGET: Final = 2.5
 FLOOR_STAGES: Final = ("decode numbers", "decode texts", "apply levels", "checksum", "rows")
@@ -84,9 +86,8 @@ def stages(cycle: list[str], repeat: int) -> dict[str, Callable[[], float]]:
             okx_checksum(*book.top_text(CHECKSUM_DEPTH))
         return len(updates)
 
-    def rows() -> int:
-        for part in numbers:  # delta_rows reads only the numbers' bids and asks
-            delta_rows(part, 1, 2, 3)  # type: ignore[arg-type]
+    def rows() -> int:  # the event per message, then its rows built at the flush, in bulk
+        levels_array([BookLevels(1, 2, 3, part.bids, part.asks) for part in numbers])
         return len(updates)
 
     def handler() -> int:

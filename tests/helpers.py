@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dccd_actors import CollectorConfig, RestartPolicy, StorageConfig, StreamJob
+from dccd_actors.exchanges._base import BookDeltas, BookLevels
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 
 FAST_POLICY = RestartPolicy(
@@ -107,3 +108,8 @@ def wait_for_book_samples(path: Path, exchange: str, pairs: list[str], count: in
     wait_until(
         lambda: all(len(open_store(path).book_snapshots(exchange, p)) >= count for p in pairs)
     )
+
+
+def as_deltas(events: list[Any]) -> list[Any]:
+    """Adapter events with each ``BookLevels`` replaced by the ``BookDeltas`` it stands for."""
+    return [BookDeltas(e.rows()) if isinstance(e, BookLevels) else e for e in events]

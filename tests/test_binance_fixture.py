@@ -20,6 +20,7 @@ from dccd_actors.exchanges._base import (
 from dccd_actors.exchanges.binance import BinanceAdapter
 from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
+from tests.helpers import as_deltas
 
 SYMBOLS = {"NKNUSDT": "NKN/USDT", "BLZETH": "BLZ/ETH", "LRCBTC": "LRC/BTC", "RUNEEUR": "RUNE/EUR"}
 
@@ -58,7 +59,7 @@ def _replay(fixtures_dir: Path) -> dict[str, object]:
 
 
 def _collect(result: dict[str, object], symbol: str, events: list[object]) -> None:
-    for event in events:
+    for event in as_deltas(events):
         if isinstance(event, BookDeltas):
             result["rows"][symbol].extend(event.rows)  # type: ignore[index]
         elif isinstance(event, BookValid):
@@ -198,7 +199,7 @@ def test_a_snapshot_before_any_event_is_held_then_bridged_by_the_next_event() ->
     assert not adapter.book_live
     assert adapter.receive(_diff(10, 12), 4) == _bridge(2, 10, 4, 12)
     assert adapter.book_live and adapter.continuity_checks == 0  # a bridge, not a check
-    [rows] = adapter.receive(_diff(13, 13, bid="98.0"), 5)
+    [rows] = as_deltas(adapter.receive(_diff(13, 13, bid="98.0"), 5))
     assert isinstance(rows, BookDeltas) and rows.rows[0][2:6] == (13, BID, 98.0, 1.0)
     assert adapter.continuity_checks == 1
 

@@ -107,7 +107,7 @@ def test_apply_side_equals_setting_each_level_in_order(
     for start in range(0, len(updates), 7):  # messages of up to 7 levels, split by side
         message = updates[start : start + 7]
         for side in (BID, ASK):
-            by_side.apply_side(side, [(p, s) for sd, p, s in message if sd == side])
+            by_side.apply_side(side, [_Level(p, s) for sd, p, s in message if sd == side])
         for side in (BID, ASK):
             for sd, price, size in message:
                 if sd == side:

@@ -33,7 +33,7 @@ from dccd_actors.exchanges.okx import OkxAdapter, okx_checksum
 from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
 from dccd_actors.testing.okx import FakeOkx, book_checksum, number_text
 from tests.adapter_client import Client
-from tests.helpers import config, rebuild_book, wait_for_book_samples, wait_until
+from tests.helpers import as_deltas, config, rebuild_book, wait_for_book_samples, wait_until
 
 PAIR = "BTC/USDT"
 INSTRUMENTS = {"BTC-USDT": 98, "UNI-USD-SWAP": 93, "BTC-USD-220527": 99}
@@ -57,7 +57,7 @@ def trades(*ids: int) -> str:
 
 
 def of(events: list[Event], kind: type[Any]) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
+    return [e for e in as_deltas(events) if isinstance(e, kind)]
 
 
 def sent(events: list[Event]) -> list[Any]:
@@ -220,7 +220,7 @@ def test_recorded_seqid_pair_chains_and_its_truncated_checksum_fails(fixtures_di
     snapshot, update = frames(fixtures_dir / "supplementary" / "okx_seqid_examples.jsonl")
     adapter = OkxAdapter.for_inst_id("NEAR-USDT", checksum=False)  # levels were cut by hand
     assert of(adapter.receive(snapshot, 1), BookValid) == [BookValid(1)]
-    [deltas] = adapter.receive(update, 2)
+    [deltas] = as_deltas(adapter.receive(update, 2))
     assert isinstance(deltas, BookDeltas)
     assert [(r[2], r[3], r[4], r[5], r[6]) for r in deltas.rows] == [
         (9690930617, BID, 1.781, 14694.07509503, 0), (9690930617, BID, 1.78, 12102.991384, FLAG_LAST)
@@ -286,7 +286,7 @@ def test_updates_without_a_snapshot_fetch_the_rest_book_and_bridge_on_seq_id() -
     straddling = books("update", [["98", "4", "0", "1"]], [], seqId=15, prevSeqId=12)
     assert adapter.receive(straddling, 3) == []  # buffered; one fetch at a time
     snapshot = rest(13, [["100", "1", "0", "1"], ["99", "1", "0", "1"]], [["101", "2", "0", "1"]])
-    events = adapter.receive_snapshot(snapshot, 4)
+    events = as_deltas(adapter.receive_snapshot(snapshot, 4))
     deltas = of(events, BookDeltas)
     assert [e for e in events if not isinstance(e, BookDeltas)] == [BookValid(4)]
     assert [(r[2], r[4], r[5]) for r in deltas[0].rows] == [

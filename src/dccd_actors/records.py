@@ -15,7 +15,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from operator import attrgetter
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,10 +33,13 @@ __all__ = [
     "book_snapshot_dtype",
     "deltas_array",
     "gaps_array",
+    "levels_array",
     "trades_array",
 ]
 
 SCHEMA_VERSION: Final = 1
+_PX: Final = attrgetter("px")
+_SZ: Final = attrgetter("sz")
 
 RecordArray = npt.NDArray[np.void]
 
@@ -99,6 +103,64 @@ def book_snapshot_dtype(depth: int) -> np.dtype[Any]:
             ("ask_size", "<f8", (depth,)),
         ]
     )
+
+
+class _Level(Protocol):
+    @property
+    def px(self) -> float: ...
+    @property
+    def sz(self) -> float: ...
+
+
+class SideLevels(Protocol):
+    """One message's book changes by side (``exchanges.BookLevels``)."""
+
+    @property
+    def ts_event(self) -> int: ...
+    @property
+    def ts_recv(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def bids(self) -> Sequence[_Level]: ...
+    @property
+    def asks(self) -> Sequence[_Level]: ...
+
+
+def levels_array(messages: Sequence[SideLevels]) -> RecordArray:
+    """``BOOK_DELTAS`` rows of many messages given by side, built column by column.
+
+    The same rows as the messages' ``BookLevels.rows()`` in order (bids then asks, side 1 and
+    -1, the last row of each message flagged LAST), at a fraction of the cost per row.
+
+    Example::
+
+        >>> from dccd_actors.exchanges._base import BookLevels, Level
+        >>> levels_array([BookLevels(5, 6, 7, [Level(100.0, 1.0)], [Level(101.0, 0.0)])])["flags"]
+        array([0, 2], dtype=uint8)
+    """
+    flat: list[_Level] = []
+    counts: list[int] = []  # bids, asks, bids, asks, ... per message
+    heads: list[tuple[int, int, int]] = []
+    for message in messages:
+        flat += message.bids
+        flat += message.asks
+        counts += (len(message.bids), len(message.asks))
+        heads.append((message.ts_event, message.ts_recv, message.seq))
+    out = np.empty(len(flat), dtype=BOOK_DELTAS)
+    if not flat:
+        return out
+    by_side = np.array(counts, dtype=np.int64)
+    per_message = by_side[0::2] + by_side[1::2]
+    head = np.array(heads, dtype=np.int64)
+    for column, name in enumerate(("ts_event", "ts_recv", "seq")):
+        out[name] = np.repeat(head[:, column], per_message)
+    out["side"] = np.repeat(np.tile(np.array([1, -1], dtype=np.int8), len(heads)), by_side)
+    out["price"] = np.fromiter(map(_PX, flat), np.float64, count=len(flat))
+    out["size"] = np.fromiter(map(_SZ, flat), np.float64, count=len(flat))
+    out["flags"] = 0
+    out["flags"][np.cumsum(per_message)[per_message > 0] - 1] = FLAG_LAST
+    return out
 
 
 def trades_array(rows: Sequence[tuple[Any, ...]]) -> RecordArray:

@@ -24,7 +24,13 @@ import numpy as np
 
 from dccd_actors.errors import ParseError, StorageError
 from dccd_actors.exchanges import adapter_class
-from dccd_actors.exchanges._base import BookDeltas, Trades, from_the_future, snapshot_row
+from dccd_actors.exchanges._base import (
+    BookDeltas,
+    BookLevels,
+    Trades,
+    from_the_future,
+    snapshot_row,
+)
 from dccd_actors.records import book_snapshot_dtype, deltas_array, gaps_array, trades_array
 from dccd_actors.storage.layout import SegmentName
 from dccd_actors.storage.segment import LiveSegment, SegmentInfo, seal, segment_attrs
@@ -159,8 +165,8 @@ def _replay_entry(
     for event in events:
         if isinstance(event, Trades) and not from_the_future(event.rows, ts):
             rows["trades"].extend(event.rows)
-        elif isinstance(event, BookDeltas):
-            deltas = event.rows
+        elif isinstance(event, BookDeltas | BookLevels):
+            deltas = event.rows if isinstance(event, BookDeltas) else event.rows()
             if from_the_future(deltas, ts):
                 deltas = [(-1, *row[1:]) for row in deltas]
             rows["book_deltas"].extend(deltas)

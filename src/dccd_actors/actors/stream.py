@@ -10,6 +10,7 @@ manager, which owns restarts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -38,9 +39,11 @@ from dccd_actors.config import RestartPolicy, StreamJob
 from dccd_actors.errors import ConnectionLost, ParseError
 from dccd_actors.exchanges import adapter_class
 from dccd_actors.exchanges._base import (
+    MAX_AHEAD_NS,
     BaseAdapter,
     BookDeltas,
     BookInvalid,
+    BookLevels,
     BookValid,
     Event,
     FetchSnapshot,
@@ -306,12 +309,18 @@ class StreamActor(pykka.ThreadingActor):
                 self._on_trades(event.rows, ts_recv)
                 continue
             match event:
+                case BookLevels():
+                    if event.ts_event > ts_recv + MAX_AHEAD_NS:  # as for BookDeltas below
+                        self.counters.count_malformed("future_timestamp", repr(event)[:200])
+                        event = dataclasses.replace(event, ts_event=-1)
+                    self._rows.add_levels(event)
+                    self.counters.last_data_ns = ts_recv
                 case BookDeltas(rows=rows):
                     if from_the_future(rows, ts_recv):
                         # the book moved, so the rows are kept; the implausible venue time is not
                         self.counters.count_malformed("future_timestamp", repr(rows[-1]))
                         rows = [(-1, *row[1:]) for row in rows]
-                    self._rows.deltas.extend(rows)
+                    self._rows.add_deltas(rows)
                     self.counters.last_data_ns = ts_recv
                 case Send(text=text):
                     self._send(text)

@@ -10,6 +10,7 @@ Events tell the shell (the stream actor) what to store or do:
 ============== ===============================================================
 ``Trades``      trade rows (``records.TRADES`` field order) to store
 ``BookDeltas``  book rows (``records.BOOK_DELTAS`` field order) to store
+``BookLevels``  the same rows for one message, by side, not built (the hot path)
 ``Send``        text to send now (subscribe, pong, resubscribe)
 ``FetchSnapshot`` GET this REST URL and feed the body to ``receive_snapshot``
 ``BookInvalid`` the book was discarded (cause, detail): a gap opens now
@@ -25,26 +26,30 @@ them and carries on.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
+import msgspec
 import numpy as np
 
 from dccd_actors.errors import ConfigError, ParseError
-from dccd_actors.exchanges.book import OrderBook
+from dccd_actors.exchanges.book import ASK, BID, OrderBook, PricedLevel
+from dccd_actors.records import FLAG_LAST
 
 __all__ = [
     "BaseAdapter",
     "BookDeltas",
     "BookInvalid",
+    "BookLevels",
     "BookTop",
     "BookValid",
     "DeltaRow",
     "Event",
     "FetchSnapshot",
+    "Level",
     "Reconnect",
     "Send",
     "TradeRow",
@@ -75,6 +80,48 @@ class Trades:
 @dataclass(frozen=True, slots=True)
 class BookDeltas:
     rows: list[DeltaRow]
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevels:
+    """One message's book changes as level objects per side, rows not yet built.
+
+    Levels have ``px`` and ``sz`` (:class:`~dccd_actors.exchanges.book.PricedLevel`, such as
+    the decoders' untracked msgspec structs, or :class:`Level`). They stand for the
+    ``BookDeltas`` rows :meth:`rows` returns: bids then asks, each in message order, all with
+    this ``ts_event``, ``ts_recv`` and ``seq``, the last one flagged LAST. Storage turns many
+    of them into columns at once, for a fraction of the cost of a tuple per row.
+
+    Example::
+
+        >>> BookLevels(5, 6, 7, [Level(100.0, 1.0)], [Level(101.0, 0.0)]).rows()
+        [(5, 6, 7, 1, 100.0, 1.0, 0), (5, 6, 7, -1, 101.0, 0.0, 2)]
+    """
+
+    ts_event: int
+    ts_recv: int
+    seq: int
+    bids: Sequence[PricedLevel]
+    asks: Sequence[PricedLevel]
+
+    def __len__(self) -> int:
+        return len(self.bids) + len(self.asks)
+
+    def rows(self) -> list[DeltaRow]:
+        """The ``BookDeltas`` rows these levels stand for."""
+        ts_event, ts_recv, seq = self.ts_event, self.ts_recv, self.seq
+        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, v.px, v.sz, 0) for v in self.bids]
+        rows += [(ts_event, ts_recv, seq, ASK, v.px, v.sz, 0) for v in self.asks]
+        if rows:
+            rows[-1] = (*rows[-1][:6], FLAG_LAST)
+        return rows
+
+
+class Level(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    """A ``(price, size)`` level; ``array_like`` decodes it from ``["price", "size"]``."""
+
+    px: float
+    sz: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +159,15 @@ class VenueError:
 
 
 Event = (
-    Trades | BookDeltas | Send | FetchSnapshot | BookInvalid | BookValid | Reconnect | VenueError
+    Trades
+    | BookDeltas
+    | BookLevels
+    | Send
+    | FetchSnapshot
+    | BookInvalid
+    | BookValid
+    | Reconnect
+    | VenueError
 )
 
 

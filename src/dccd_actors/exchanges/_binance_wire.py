@@ -20,6 +20,7 @@ from dccd_actors.exchanges._base import MS
 __all__ = [
     "INF",
     "Depth",
+    "PriceLevel",
     "Trade",
     "decode_typed",
     "levels_of",
@@ -60,13 +61,20 @@ class Trade(msgspec.Struct, tag_field="e", tag="trade"):
     m: bool
 
 
+# array_like: a level ["price", "size"] decodes to a struct, checked in C; gc=False: these
+# objects are kept until the stream's flush (BookLevels) and never feed the cyclic GC
+class PriceLevel(msgspec.Struct, array_like=True, gc=False, frozen=True):
+    px: _Price
+    sz: _Size
+
+
 class Depth(msgspec.Struct, tag_field="e", tag="depthUpdate"):
     E: _Millis
     s: str
     U: _Id
     u: _Id
-    b: list[tuple[_Price, _Size]]
-    a: list[tuple[_Price, _Size]]
+    b: list[PriceLevel]
+    a: list[PriceLevel]
 
 
 class _Combined(msgspec.Struct):

@@ -20,9 +20,8 @@ from typing import Annotated, Any, Final, NamedTuple
 
 import msgspec
 
-from dccd_actors.exchanges._base import MS, DeltaRow, TradeRow
-from dccd_actors.exchanges.book import ASK, BID, LevelText, PricedLevel
-from dccd_actors.records import FLAG_LAST
+from dccd_actors.exchanges._base import MS, TradeRow
+from dccd_actors.exchanges.book import LevelText, PricedLevel
 
 __all__ = [
     "BookPart",
@@ -30,7 +29,6 @@ __all__ = [
     "book_part",
     "decode_numbers",
     "decode_texts",
-    "delta_rows",
     "integer",
     "okx_checksum",
     "rest_book",
@@ -128,15 +126,6 @@ def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]
             levels += asks[i : i + 1]
     crc = zlib.crc32(":".join(chain.from_iterable(levels)).encode())
     return crc - 2**32 if crc >= 2**31 else crc
-
-
-def delta_rows(part: BookPart, ts_event: int, ts_recv: int, seq: int) -> list[DeltaRow]:
-    """An update's rows: bids then asks, in message order."""
-    rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, n.px, n.sz, 0) for n in part.bids]
-    rows += [(ts_event, ts_recv, seq, ASK, n.px, n.sz, 0) for n in part.asks]
-    if rows:
-        rows[-1] = (*rows[-1][:6], FLAG_LAST)
-    return rows
 
 
 def _number(text: Any, positive: bool) -> float:

@@ -36,6 +36,7 @@ from dccd_actors.exchanges._base import (
     SECOND,
     BaseAdapter,
     BookDeltas,
+    BookLevels,
     BookValid,
     DeltaRow,
     Event,
@@ -192,16 +193,12 @@ class BinanceAdapter(BaseAdapter):
     def _depth_typed(self, data: Depth, ts_recv: int, text: str) -> list[Event]:
         first, seq, ts_event = data.U, data.u, data.E * MS
         if not self.book_live or first > seq or first != self._local_id + 1:
-            return self._depth(msgspec.structs.asdict(data), ts_recv, text)  # the rare cases
+            return self._depth(msgspec.to_builtins(data), ts_recv, text)  # the rare cases
         book = self.book
         book.apply_side(BID, data.b)
         book.apply_side(ASK, data.a)
-        rows: list[DeltaRow] = [(ts_event, ts_recv, seq, BID, p, q, 0) for p, q in data.b]
-        rows += [(ts_event, ts_recv, seq, ASK, p, q, 0) for p, q in data.a]
-        if rows:
-            rows[-1] = (*rows[-1][:6], FLAG_LAST)
         self._advance(first, seq, ts_event, ts_recv)
-        return [BookDeltas(rows)]
+        return [BookLevels(ts_event, ts_recv, seq, data.b, data.a)]  # rows built in bulk later
 
     def _depth(self, data: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
         if data["s"] != self.symbol:

@@ -138,18 +138,19 @@ class OrderBook:
             elif asks.pop(price, None) is not None:
                 del ask_keys[bisect_left(ask_keys, -price)]
 
-    def apply_side(self, side: int, levels: Iterable[tuple[float, float]]) -> None:
-        """``set(side, price, size)`` for every ``(price, size)`` of one side, in order.
+    def apply_side(self, side: int, levels: Iterable[PricedLevel]) -> None:
+        """``set(side, level.px, level.sz)`` for every level of one side, in order.
 
         The same result as :meth:`apply`, for venues whose messages come split by side.
         """
         if self._texts:
-            for price, size in levels:
-                self.set(side, price, size)
+            for level in levels:
+                self.set(side, level.px, level.sz)
             return
         sizes, keys = (self._bids, self._bid_keys) if side == BID else (self._asks, self._ask_keys)
         sign = 1.0 if side == BID else -1.0
-        for price, size in levels:
+        for level in levels:
+            price, size = level.px, level.sz
             if size:  # not 0.0: insert or modify
                 if price not in sizes:
                     insort(keys, price * sign)

@@ -48,6 +48,7 @@ from dccd_actors.exchanges._base import (
     SECOND,
     BaseAdapter,
     BookDeltas,
+    BookLevels,
     BookValid,
     Event,
     FetchSnapshot,
@@ -62,7 +63,6 @@ from dccd_actors.exchanges._okx_wire import (
     book_part,
     decode_numbers,
     decode_texts,
-    delta_rows,
     okx_checksum,
     rest_book,
     trade_row,
@@ -318,8 +318,9 @@ class OkxAdapter(BaseAdapter):
         self._mark_book(ts_event, ts_recv, seq)
         if snapshot:
             return [BookDeltas(self.book.snapshot_rows(ts_event, ts_recv, seq)), BookValid(ts_recv)]
-        rows = delta_rows(part, ts_event, ts_recv, seq)
-        return [BookDeltas(rows)] if rows else []
+        if not part.bids and not part.asks:
+            return []  # the idle heartbeat
+        return [BookLevels(ts_event, ts_recv, seq, part.bids, part.asks)]  # rows built in bulk
 
     # -- book without a WebSocket snapshot (REST + seqId bridge) ----------------------
     def _without_snapshot(self, part: BookPart) -> list[Event]:
