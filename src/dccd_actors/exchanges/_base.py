@@ -52,6 +52,7 @@ __all__ = [
     "Level",
     "Reconnect",
     "Send",
+    "SilenceWatch",
     "TradeRow",
     "Trades",
     "VenueError",
@@ -234,6 +235,54 @@ def iso_to_ns(text: str) -> int:
     offset = "+00:00" if zone is None or zone in "Zz" else zone
     seconds = int(datetime.fromisoformat(main + offset).timestamp())
     return seconds * SECOND + int((frac or "").ljust(9, "0"))
+
+
+class SilenceWatch:
+    """When to ping, and when a feed is dead, for venues whose pongs prove only the socket.
+
+    :meth:`alive` on every frame that is not a pong. :meth:`due` answers ``"stale"`` once
+    ``stale_after_ns`` passed without one (counted from the first call on a connection), else
+    ``"ping"`` once ``ping_after_ns`` passed without any frame and since the last ping.
+
+    Example::
+
+        >>> watch = SilenceWatch(ping_after_ns=5 * SECOND, stale_after_ns=10 * SECOND)
+        >>> t0 = 1_700_000_000 * SECOND  # the first call on a connection
+        >>> watch.due(t0, t0), watch.due(t0 + 6 * SECOND, t0), watch.due(t0 + 11 * SECOND, t0)
+        (None, 'ping', 'stale')
+    """
+
+    def __init__(self, *, ping_after_ns: int, stale_after_ns: int) -> None:
+        self.ping_after_ns, self.stale_after_ns = ping_after_ns, stale_after_ns
+        self.reset()
+
+    def reset(self) -> None:
+        """A new connection: nothing heard, nothing sent."""
+        self._opened_ns = self._alive_ns = self._last_ping_ns = 0
+
+    def alive(self, ts_recv: int) -> None:
+        self._alive_ns = ts_recv
+
+    def quiet_ns(self, now_ns: int) -> int:
+        """How long the feed has been silent (pongs aside)."""
+        return now_ns - max(self._alive_ns, self._opened_ns)
+
+    def due(self, now_ns: int, last_recv_ns: int) -> str | None:
+        if self._opened_ns == 0:
+            self._opened_ns = now_ns
+        if self.quiet_ns(now_ns) > self.stale_after_ns:
+            return "stale"
+        last = max(last_recv_ns, self._opened_ns)
+        if now_ns - last < self.ping_after_ns or now_ns - self._last_ping_ns < self.ping_after_ns:
+            return None
+        self._last_ping_ns = now_ns
+        return "ping"
+
+    def stale_detail(self, now_ns: int, silent: str) -> str:
+        """Why a feed counts as dead: ``silent`` names what did not come."""
+        limit = self.stale_after_ns // SECOND
+        quiet = self.quiet_ns(now_ns) / SECOND
+        return f"no {silent} for {quiet:.1f} s (pongs do not count; limit {limit} s)"
 
 
 def _local_rest(url: str | None) -> str | None:

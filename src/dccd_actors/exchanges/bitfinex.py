@@ -49,6 +49,7 @@ from dccd_actors.exchanges._base import (
     Event,
     Reconnect,
     Send,
+    SilenceWatch,
     Trades,
     VenueError,
 )
@@ -123,9 +124,7 @@ class BitfinexAdapter(BaseAdapter):
         self._trade_chan: int | None = None
         self._ignored_chans: set[int] = set()  # others' channels and ones being unsubscribed
         self._seen = SeenTradeIds(SEEN_TRADE_IDS, increasing=False)
-        self._opened_ns = 0  # first keepalive call on this connection
-        self._alive_ns = 0  # last frame that was not a pong
-        self._last_ping_ns = 0
+        self._silence = SilenceWatch(ping_after_ns=PING_AFTER_NS, stale_after_ns=STALE_AFTER_NS)
         self._cid = 0
 
     # -- the contract ---------------------------------------------------------------
@@ -140,7 +139,7 @@ class BitfinexAdapter(BaseAdapter):
         self._paused = False
         self._book_chan = self._trade_chan = None
         self._ignored_chans.clear()
-        self._opened_ns = self._alive_ns = self._last_ping_ns = 0
+        self._silence.reset()
         sends: list[Event] = [_send({"event": "conf", "flags": self._wanted_flags()})]
         if "book" in self.channels:
             sends.append(self._subscribe_book())
@@ -155,7 +154,7 @@ class BitfinexAdapter(BaseAdapter):
         except ValueError:
             raise self._parse_error("not_json", "frame is not JSON", text) from None
         if not (isinstance(msg, dict) and msg.get("event") == "pong"):
-            self._alive_ns = ts_recv  # a pong proves the socket, not the feed
+            self._silence.alive(ts_recv)  # a pong proves the socket, not the feed
         try:
             if isinstance(msg, dict):
                 return self._event(msg, text)
@@ -168,22 +167,14 @@ class BitfinexAdapter(BaseAdapter):
         raise self._parse_error("unexpected", "neither an event nor a channel array", text)
 
     def keepalive(self, now_ns: int) -> list[Event]:
-        if self._opened_ns == 0:  # silence is counted from the first call on a connection
-            self._opened_ns = now_ns
-        quiet = now_ns - max(self._alive_ns, self._opened_ns)
-        if quiet > STALE_AFTER_NS:
-            return [self._stale(quiet)]
-        last = max(self.last_recv_ns, self._opened_ns)
-        if now_ns - last < PING_AFTER_NS or now_ns - self._last_ping_ns < PING_AFTER_NS:
+        due = self._silence.due(now_ns, self.last_recv_ns)
+        if due == "stale":
+            detail = self._silence.stale_detail(now_ns, "channel frame or event")
+            return [Reconnect("stale", f"{self.symbol}: {detail}")]
+        if due != "ping":
             return []
-        self._last_ping_ns = now_ns
         self._cid += 1
         return [_send({"event": "ping", "cid": self._cid})]
-
-    def _stale(self, quiet_ns: int) -> Reconnect:
-        limit = STALE_AFTER_NS // SECOND
-        detail = f"no channel frame or event for {quiet_ns / SECOND:.1f} s"
-        return Reconnect("stale", f"{self.symbol}: {detail} (pongs do not count; limit {limit} s)")
 
     # -- events (JSON objects) ------------------------------------------------------
     def _event(self, msg: dict[str, Any], text: str) -> list[Event]:

@@ -48,6 +48,7 @@ from dccd_actors.exchanges._base import (
     Event,
     Reconnect,
     Send,
+    SilenceWatch,
     TradeRow,
     Trades,
     VenueError,
@@ -152,9 +153,7 @@ class KrakenAdapter(BaseAdapter):
         self.depth = BOOK_DEPTH
         self._req_id = 0
         self._seen = SeenTradeIds(SEEN_TRADE_IDS)
-        self._opened_ns = 0  # first keepalive call on this connection
-        self._alive_ns = 0  # last frame that was not a pong
-        self._last_ping_ns = 0
+        self._silence = SilenceWatch(ping_after_ns=PING_AFTER_NS, stale_after_ns=STALE_AFTER_NS)
 
     # -- the contract ---------------------------------------------------------------
     def url(self) -> str:
@@ -163,7 +162,7 @@ class KrakenAdapter(BaseAdapter):
     def on_open(self) -> list[Event]:
         self.book.clear()
         self.book_live = False
-        self._opened_ns = self._alive_ns = self._last_ping_ns = 0
+        self._silence.reset()
         sends: list[Event] = []
         if "book" in self.channels:
             sends.append(self._subscribe_book())
@@ -181,7 +180,7 @@ class KrakenAdapter(BaseAdapter):
         if not isinstance(msg, dict):
             raise self._parse_error("unexpected", "frame is not a JSON object", text)
         if msg.get("method") != "pong":  # a pong proves the socket, not the feed
-            self._alive_ns = ts_recv
+            self._silence.alive(ts_recv)
         try:
             # Replies first: an error reply may echo "channel" beside "method" and "success".
             if "method" in msg or msg.get("success") is False:
@@ -197,21 +196,11 @@ class KrakenAdapter(BaseAdapter):
         raise self._parse_error("unknown", "neither a channel message nor a reply", text)
 
     def keepalive(self, now_ns: int) -> list[Event]:
-        if self._opened_ns == 0:  # silence is counted from the first call on a connection
-            self._opened_ns = now_ns
-        quiet = now_ns - max(self._alive_ns, self._opened_ns)
-        if quiet > STALE_AFTER_NS:
-            return [self._stale(quiet)]
-        last = max(self.last_recv_ns, self._opened_ns)
-        if now_ns - last < PING_AFTER_NS or now_ns - self._last_ping_ns < PING_AFTER_NS:
-            return []
-        self._last_ping_ns = now_ns
-        return [self._send({"method": "ping"})]
-
-    def _stale(self, quiet_ns: int) -> Reconnect:
-        limit = STALE_AFTER_NS // SECOND
-        detail = f"no data, heartbeat or status frame for {quiet_ns / SECOND:.1f} s"
-        return Reconnect("stale", f"{self.symbol}: {detail} (pongs do not count; limit {limit} s)")
+        due = self._silence.due(now_ns, self.last_recv_ns)
+        if due == "stale":
+            detail = self._silence.stale_detail(now_ns, "data, heartbeat or status frame")
+            return [Reconnect("stale", f"{self.symbol}: {detail}")]
+        return [self._send({"method": "ping"})] if due == "ping" else []
 
     # -- dispatch -------------------------------------------------------------------
     def _channel(self, msg: dict[str, Any], ts_recv: int, text: str) -> list[Event]:
