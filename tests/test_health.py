@@ -285,3 +285,57 @@ def test_cli_add_edits_the_yaml_and_validates_first(
         ("binance", ("BTC/USDT", "ETH/USDT"), ("trades", "book")),
         ("okx", ("SOL/USDT",), ("book",)),
     ]
+
+
+BLOCK_CONFIG = """\
+# collector for the desk
+storage:
+  local_path: data  # fast disk
+stream_jobs:
+  # majors
+  - exchange: binance
+    pairs:
+      - BTC/USDT  # the benchmark pair
+    channels: [trades, book]
+  - {exchange: okx, pairs: [ETH/USDT], channels: [book]}  # books only
+sync_interval: 3600  # hourly
+"""
+
+
+def test_cli_add_keeps_comments_and_layout(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(BLOCK_CONFIG)
+    add = ["add", "--config", str(cfg)]
+    assert main([*add, "--exchange", "binance", "--pair", "ETH/USDT"]) == 0
+    assert main([*add, "--exchange", "okx", "--pair", "BTC/USDT", "--channels", "book"]) == 0
+    assert main([*add, "--exchange", "kraken", "--pair", "XBT/USD"]) == 0
+    assert cfg.read_text() == BLOCK_CONFIG.replace(
+        "      - BTC/USDT  # the benchmark pair\n",
+        "      - BTC/USDT  # the benchmark pair\n      - ETH/USDT\n",
+    ).replace("pairs: [ETH/USDT]", "pairs: [ETH/USDT, BTC/USDT]").replace(
+        "sync_interval:",
+        "  - exchange: kraken\n    pairs: [XBT/USD]\n    channels: [trades, book]\nsync_interval:",
+    )  # every comment and line kept; the edits in place
+    from dccd_actors import load_config
+
+    jobs = [(j.exchange, j.pairs, j.channels) for j in load_config(cfg).stream_jobs]
+    assert jobs == [
+        ("binance", ("BTC/USDT", "ETH/USDT"), ("trades", "book")),
+        ("okx", ("ETH/USDT", "BTC/USDT"), ("book",)),
+        ("kraken", ("XBT/USD",), ("trades", "book")),
+    ]
+    assert load_config(cfg).storage.sync_interval == 3600
+
+
+def test_cli_add_rewrites_a_layout_it_cannot_edit_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(
+        "storage: {local_path: data}  # note\nstream_jobs: [{exchange: binance, pairs: [BTC/USDT]}]\n"
+    )
+    assert main(["add", "--config", str(cfg), "--exchange", "bybit", "--pair", "BTC/USDT"]) == 0
+    assert "comments and layout were not kept" in capsys.readouterr().out
+    from dccd_actors import load_config
+
+    assert [j.exchange for j in load_config(cfg).stream_jobs] == ["binance", "bybit"]

@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from dccd_actors import __version__
+from dccd_actors._yaml_edit import add_job_text, add_pair_text
 from dccd_actors.api import Collector, _progress_line, open_store
 from dccd_actors.config import (
     CollectorConfig,
@@ -118,33 +119,36 @@ def _validate(args: argparse.Namespace) -> int:
 def _add(args: argparse.Namespace) -> int:
     path = Path(args.config)
     load_config(path)  # the file must be valid before we touch it
-    raw = yaml.safe_load(path.read_text())
+    text = path.read_text()
+    raw = yaml.safe_load(text)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     new_job = StreamJob(args.exchange, [args.pair], channels)
+    pair = new_job.pairs[0]
     jobs = raw.setdefault("stream_jobs", []) or []
     raw["stream_jobs"] = jobs
-    for job in jobs:
+    for index, job in enumerate(jobs):
         if job.get("exchange") == new_job.exchange and list(job.get("channels") or []) == list(
             new_job.channels
         ):
-            if new_job.pairs[0] in [p.upper() for p in job.get("pairs", [])]:
-                print(f"{new_job.exchange} {new_job.pairs[0]} is already in {path}")
+            if pair in [p.upper() for p in job.get("pairs", [])]:
+                print(f"{new_job.exchange} {pair} is already in {path}")
                 return EXIT_OK
-            job["pairs"] = [*job.get("pairs", []), new_job.pairs[0]]
+            job["pairs"] = [*job.get("pairs", []), pair]
+            edited = add_pair_text(text, index, pair)
             break
     else:
         jobs.append(
-            {
-                "exchange": new_job.exchange,
-                "pairs": list(new_job.pairs),
-                "channels": list(new_job.channels),
-            }
+            {"exchange": new_job.exchange, "pairs": [pair], "channels": list(new_job.channels)}
         )
+        edited = add_job_text(text, new_job.exchange, pair, list(new_job.channels))
     config_from_dict(raw)  # the edited config must be valid too
+    if edited is None or yaml.safe_load(edited) != raw:  # a layout the text edit cannot follow
+        edited = yaml.safe_dump(raw, sort_keys=False)
+        print(f"note: {path} rewritten in full; its comments and layout were not kept")
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    tmp.write_text(edited)
     os.replace(tmp, path)
-    print(f"added {new_job.exchange} {new_job.pairs[0]} [{', '.join(new_job.channels)}] to {path}")
+    print(f"added {new_job.exchange} {pair} [{', '.join(new_job.channels)}] to {path}")
     return EXIT_OK
 
 
