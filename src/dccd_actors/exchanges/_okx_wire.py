@@ -10,8 +10,6 @@ either decoder refuses takes the general path (:func:`book_part`), which names t
 from __future__ import annotations
 
 import json
-import math
-import re
 import sys
 import zlib
 from collections.abc import Sequence
@@ -21,6 +19,7 @@ from typing import Annotated, Any, Final, NamedTuple
 import msgspec
 
 from dccd_actors.exchanges._base import MS, TradeRow
+from dccd_actors.exchanges._numbers import decimal, int64, ms_to_ns
 from dccd_actors.exchanges.book import LevelText, PricedLevel
 
 __all__ = [
@@ -29,16 +28,12 @@ __all__ = [
     "book_part",
     "decode_numbers",
     "decode_texts",
-    "integer",
     "okx_checksum",
     "rest_book",
     "trade_row",
 ]
 
 _SIDES: Final = {"buy": 1, "sell": -1}
-_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_DIGITS: Final = re.compile(r"-?[0-9]+")
-_INT64: Final = 2**63
 
 _Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]
 _Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
@@ -128,22 +123,18 @@ def okx_checksum(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]
     return crc - 2**32 if crc >= 2**31 else crc
 
 
-def _number(text: Any, positive: bool) -> float:
-    if not isinstance(text, str) or not _NUMBER.fullmatch(text):
-        raise ValueError(f"not a decimal number text: {text!r}")
-    value = float(text)
-    if not math.isfinite(value) or (positive and value <= 0.0):
-        raise ValueError(f"number out of range: {text!r}")
-    return value
-
-
 def book_part(part: Any) -> BookPart:
     """A ``books`` data element parsed by the general path, every field checked."""
     bids, bid_texts = _levels(part["bids"])
     asks, ask_texts = _levels(part["asks"])
-    prev = integer(part["prevSeqId"]) if "prevSeqId" in part else None
-    seq, checksum = integer(part.get("seqId", -1)), integer(part.get("checksum", 0))
-    return BookPart(ms_to_ns(part["ts"]), seq, prev, checksum, bids, bid_texts, asks, ask_texts)
+    prev = int64(part["prevSeqId"], quoted=True) if "prevSeqId" in part else None
+    seq, checksum = (
+        int64(part.get("seqId", -1), quoted=True),
+        int64(part.get("checksum", 0), quoted=True),
+    )
+    return BookPart(
+        ms_to_ns(part["ts"], quoted=True), seq, prev, checksum, bids, bid_texts, asks, ask_texts
+    )
 
 
 def _levels(raw: Any) -> tuple[list[_NumberLevel], list[_TextLevel]]:
@@ -154,32 +145,18 @@ def _levels(raw: Any) -> tuple[list[_NumberLevel], list[_TextLevel]]:
         if not isinstance(level, list) or len(level) < 2:
             raise ValueError(f"level is not [price, size, …]: {level!r}")
         price_text, size_text = level[0], level[1]
-        numbers.append(_NumberLevel(_number(price_text, True), _number(size_text, False)))
+        numbers.append(
+            _NumberLevel(decimal(price_text, positive=True), decimal(size_text, positive=False))
+        )
         texts.append(_TextLevel(price_text, size_text))
     return numbers, texts
 
 
 def trade_row(trade: Any, ts_recv: int) -> TradeRow:
-    trade_id = integer(trade["tradeId"])
-    price, amount = _number(trade["px"], True), _number(trade["sz"], True)
-    ts_event, side = ms_to_ns(trade["ts"]), _SIDES[trade["side"]]
+    trade_id = int64(trade["tradeId"], quoted=True)
+    price, amount = decimal(trade["px"], positive=True), decimal(trade["sz"], positive=True)
+    ts_event, side = ms_to_ns(trade["ts"], quoted=True), _SIDES[trade["side"]]
     return (ts_event, ts_recv, trade_id, b"", price, amount, side, 0)
-
-
-def integer(value: Any) -> int:
-    """An int64 from a JSON integer or a string of digits (OKX quotes ids and times)."""
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        value = int(value)
-    if type(value) is not int or not -_INT64 < value < _INT64:
-        raise ValueError(f"not an int64: {value!r}")
-    return value
-
-
-def ms_to_ns(value: Any) -> int:
-    ms = integer(value)
-    if not 0 <= ms < _INT64 // MS:
-        raise ValueError(f"timestamp out of range: {value!r}")
-    return ms * MS
 
 
 def rest_book(body: str) -> BookPart:

@@ -32,13 +32,11 @@ Choices this module makes where the protocol leaves room:
 from __future__ import annotations
 
 import json
-import math
 import re
 from typing import Any, ClassVar, Final
 
 from dccd_actors.errors import ParseError
 from dccd_actors.exchanges._base import (
-    MS,
     SECOND,
     BaseAdapter,
     BookDeltas,
@@ -50,6 +48,7 @@ from dccd_actors.exchanges._base import (
     Trades,
     VenueError,
 )
+from dccd_actors.exchanges._numbers import INT64, decimal, int64, ms_to_ns
 from dccd_actors.exchanges.book import ASK, BID
 from dccd_actors.records import FLAG_LAST, TRADE_UID_BYTES
 
@@ -62,8 +61,6 @@ PING_EVERY_NS: Final = 15 * SECOND
 SEEN_TRADES_MAX: Final = 4096
 
 _SIDES: Final = {"Buy": 1, "Sell": -1}
-_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_INT64: Final = 2**63
 # documented topics we may be sent but did not subscribe to (§2.4, §2.5 spot depths)
 _KNOWN_TOPIC: Final = re.compile(r"publicTrade\.[A-Z0-9]+|orderbook\.(?:1|50|200|1000)\.[A-Z0-9]+")
 _BAD_FIELD: Final = (KeyError, TypeError, ValueError, IndexError, AttributeError)
@@ -201,8 +198,8 @@ class BybitAdapter(BaseAdapter):
         self._check_symbol(data["s"], text)
         if kind not in ("snapshot", "delta"):
             raise ValueError(f"unknown type {kind!r}")
-        u, seq = _integer(data["u"]), _integer(data.get("seq", -1))
-        ts_event = _ms_to_ns(msg["cts"] if "cts" in msg else msg["ts"])
+        u, seq = int64(data["u"]), int64(data.get("seq", -1))
+        ts_event = ms_to_ns(msg["cts"] if "cts" in msg else msg["ts"])
         levels = _levels(data["b"], BID) + _levels(data["a"], ASK)
         if kind == "snapshot" or u == 1:  # u == 1: Bybit restarted; the message is a full book
             return self._snapshot(levels, u, ts_event, ts_recv, seq)
@@ -258,24 +255,15 @@ def _check_other_topic(topic: str, msg: dict[str, Any]) -> None:
         return
     if msg["type"] not in ("snapshot", "delta"):
         raise ValueError(f"unknown type {msg['type']!r}")
-    _integer(data["u"])
+    int64(data["u"])
     _levels(data["b"], BID)
     _levels(data["a"], ASK)
 
 
-def _number(text: Any, positive: bool) -> float:
-    if not isinstance(text, str) or not _NUMBER.fullmatch(text):
-        raise ValueError(f"not a decimal number text: {text!r}")
-    value = float(text)
-    if not math.isfinite(value) or (positive and value <= 0.0):
-        raise ValueError(f"number out of range: {text!r}")
-    return value
-
-
 def _trade_row(trade: Any, ts_recv: int) -> TradeRow:
     trade_id, trade_uid = _trade_id(trade["i"])
-    price, amount = _number(trade["p"], True), _number(trade["v"], True)
-    ts_event, side = _ms_to_ns(trade["T"]), _SIDES[trade["S"]]
+    price, amount = decimal(trade["p"], positive=True), decimal(trade["v"], positive=True)
+    ts_event, side = ms_to_ns(trade["T"]), _SIDES[trade["S"]]
     return (ts_event, ts_recv, trade_id, trade_uid, price, amount, side, 0)
 
 
@@ -286,27 +274,14 @@ def _levels(raw: Any, side: int) -> list[Level]:
     for level in raw:
         if not isinstance(level, list) or len(level) != 2:
             raise ValueError(f"level is not [price, size]: {level!r}")
-        out.append((side, _number(level[0], True), _number(level[1], False)))
+        out.append((side, decimal(level[0], positive=True), decimal(level[1], positive=False)))
     return out
-
-
-def _integer(value: Any) -> int:
-    if type(value) is not int or not -_INT64 < value < _INT64:
-        raise ValueError(f"not an int64: {value!r}")
-    return value
-
-
-def _ms_to_ns(value: Any) -> int:
-    ms = _integer(value)
-    if not 0 <= ms < _INT64 // MS:
-        raise ValueError(f"timestamp out of range: {value!r}")
-    return ms * MS
 
 
 def _trade_id(raw: Any) -> tuple[int, bytes]:
     if not isinstance(raw, str) or not raw:
         raise ValueError(f"trade id is not a string: {raw!r}")
-    if raw.isascii() and raw.isdigit() and int(raw) < _INT64:
+    if raw.isascii() and raw.isdigit() and int(raw) < INT64:
         return int(raw), b""
     uid = raw.encode("ascii")  # UnicodeEncodeError is a ValueError
     if len(uid) > TRADE_UID_BYTES:
