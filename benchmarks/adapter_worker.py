@@ -42,6 +42,7 @@ def load(data: Path) -> dict[str, Any]:
         "binance_depth": lines("binance_depth.txt"),
         "depth_snapshot": (data / "depth_snapshot.json").read_text(),
         "okx_books": lines("okx_books.txt"),
+        "okx_books_zero": lines("okx_books_zero.txt"),
     }
 
 
@@ -87,10 +88,10 @@ def ours(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, int, int
             raise AssertionError("Binance book not live after the run")
         return result
 
-    def okx() -> tuple[float, int, int]:
+    def okx(frames: str = "okx_books") -> tuple[float, int, int]:
         adapter = OkxAdapter("BTC/USDT", ["book"])
         adapter.on_open()
-        result = drive(adapter, corpus["okx_books"])
+        result = drive(adapter, corpus[frames])
         if not adapter.book_live:
             raise AssertionError("OKX book not live after the run")
         return result
@@ -101,6 +102,7 @@ def ours(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, int, int
         "binance_depth": depth,
         "okx_books": okx,
         "okx_books_checked": okx,
+        "okx_books_zero": lambda: okx("okx_books_zero"),
     }
 
 
@@ -181,7 +183,7 @@ def cryptofeed(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, in
             1,
         )
 
-    def okx(checksum_validation: bool = False) -> tuple[float, int, int]:
+    def okx(checksum_validation: bool = False, frames: str = "okx_books") -> tuple[float, int, int]:
         return drive(
             lambda cb: OkxFeed(
                 symbols=["BTC-USDT"],
@@ -189,7 +191,7 @@ def cryptofeed(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, in
                 callbacks={L2_BOOK: cb},
                 checksum_validation=checksum_validation,
             ),
-            corpus["okx_books"],
+            corpus[frames],
             0,
         )
 
@@ -198,6 +200,7 @@ def cryptofeed(corpus: dict[str, Any]) -> dict[str, Callable[[], tuple[float, in
         "binance_depth": depth,
         "okx_books": okx,
         "okx_books_checked": lambda: okx(checksum_validation=True),
+        "okx_books_zero": lambda: okx(frames="okx_books_zero"),
     }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -39,6 +40,8 @@ VARIANTS: Final = {
     "okx_books": ("OKX books", 2.5),
     # like for like: cryptofeed's OKX handler verifies no checksum unless asked; ours always does
     "okx_books_checked": ("OKX books, both verifying checksums", 2.5),
+    # the same frames as OKX sends them since June 2026: checksum 0, so neither verifies
+    "okx_books_zero": ("OKX books with checksum 0 (production)", 2.5),
 }
 PERF_FALLBACK: Final = {  # cryptofeed 2.4.1 handler msg/s, PERF.md §4 table 3
     "binance_trades": 394_702.0,
@@ -129,6 +132,8 @@ def write_corpora(path: Path, quick: bool) -> dict[str, int]:
     (path / "binance_depth.txt").write_text("\n".join(diffs) + "\n")
     cycle = fr.okx_books_cycle("BTC-USDT")
     (path / "okx_books.txt").write_text("\n".join(cycle * okx_cycles) + "\n")
+    zero = [re.sub(r'"checksum":-?[0-9]+', '"checksum":0', frame) for frame in cycle]
+    (path / "okx_books_zero.txt").write_text("\n".join(zero * okx_cycles) + "\n")
     levels = sum(len(json.loads(f)["data"]["b"]) + len(json.loads(f)["data"]["a"]) for f in diffs)
     return {
         "trades": trades,

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     worker = None
     with c.temp_dir("dccd-bench-okx-") as data:
         (data / "okx_books.txt").write_text("\n".join(cycle * (5 if args.quick else 40)) + "\n")
-        for name in ("binance_trades", "binance_aggtrades", "binance_depth"):
+        for name in ("binance_trades", "binance_aggtrades", "binance_depth", "okx_books_zero"):
             (data / f"{name}.txt").write_text("\n")
         (data / "depth_snapshot.json").write_text("{}")
         if cf_python is not None:

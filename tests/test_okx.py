@@ -254,6 +254,38 @@ def test_heartbeat_sequence_reset_and_checksum_zero_keep_the_book() -> None:
     assert top is not None and top.seq == 9
 
 
+def test_checksum_zero_books_keep_no_texts_until_a_checksum_comes() -> None:
+    """OKX sends checksum 0 since June 2026: no wire texts are decoded or kept for them."""
+    adapter = OkxAdapter(PAIR)
+    bid, ask = ["100.10", "1", "0", "1"], ["101", "2", "0", "1"]
+    adapter.receive(books("snapshot", [bid], [ask], seqId=1, prevSeqId=-1, checksum=0), 1)
+    assert adapter.book.top_text(1) == ([("", "")], [("", "")])  # numbers only
+    assert of(adapter.receive(books("update", [["99", "3", "0", "1"]], [], seqId=2,
+                                    prevSeqId=1, checksum=0), 2), BookDeltas)  # fmt: skip
+    events = adapter.receive(books("update", [], [], seqId=3, prevSeqId=2, checksum=5), 3)
+    assert of(events, BookInvalid)[0].cause == "checksum"  # cannot be verified: a new book
+    assert [m["op"] for m in sent(events)] == ["unsubscribe", "subscribe"]
+    adapter.receive(books("snapshot", [bid], [ask], seqId=9, prevSeqId=-1, checksum=0), 4)
+    assert adapter.book.top_text(1) == ([("100.10", "1")], [("101", "2")])  # kept from now on
+    checksum = okx_checksum([("100.10", "4")], [("101", "2")])
+    update = books("update", [["100.10", "4", "0", "1"]], [], seqId=10, prevSeqId=9,
+                   checksum=checksum)  # fmt: skip
+    assert of(adapter.receive(update, 5), BookInvalid) == []
+
+
+def test_a_checksummed_book_keeps_its_texts_through_checksum_zero_updates() -> None:
+    adapter = OkxAdapter(PAIR)
+    bid, ask = ["100.10", "1", "0", "1"], ["101", "2", "0", "1"]
+    first = okx_checksum([("100.10", "1")], [("101", "2")])
+    adapter.receive(books("snapshot", [bid], [ask], seqId=1, prevSeqId=-1, checksum=first), 1)
+    zero = books("update", [], [["101", "3", "0", "1"]], seqId=2, prevSeqId=1, checksum=0)
+    assert of(adapter.receive(zero, 2), BookInvalid) == []
+    checksum = okx_checksum([("100.10", "1")], [("101", "3")])
+    checked = books("update", [], [], seqId=3, prevSeqId=2, checksum=checksum)
+    assert of(adapter.receive(checked, 3), BookInvalid) == []
+    assert adapter.book.top_text(1) == ([("100.10", "1")], [("101", "3")])
+
+
 def test_updates_before_the_books_ack_are_ignored() -> None:
     """They belong to the subscription a resync just cancelled."""
     adapter = OkxAdapter(PAIR)

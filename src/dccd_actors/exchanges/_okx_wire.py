@@ -24,7 +24,7 @@ from dccd_actors.exchanges.book import LevelText, PricedLevel
 
 __all__ = [
     "BookPart",
-    "TextBooks",
+    "NumberBooks",
     "book_part",
     "decode_numbers",
     "decode_texts",
@@ -58,33 +58,34 @@ class _NumberLevel(msgspec.Struct, array_like=True, gc=False):
     sz: _Size
 
 
-class _TextPart(msgspec.Struct):
-    asks: list[_TextLevel]
-    bids: list[_TextLevel]
+class _NumberPart(msgspec.Struct):
+    asks: list[_NumberLevel]
+    bids: list[_NumberLevel]
     ts: _Millis
     checksum: _Int64 = 0
     seqId: _Int64 = -1
     prevSeqId: _Int64 | None = None
 
 
-class TextBooks(msgspec.Struct):
+class NumberBooks(msgspec.Struct):
     arg: _Arg
     action: str
-    data: list[_TextPart]
-
-
-class _NumberPart(msgspec.Struct):
-    asks: list[_NumberLevel]
-    bids: list[_NumberLevel]
-
-
-class _NumberBooks(msgspec.Struct):
     data: list[_NumberPart]
 
 
+class _TextPart(msgspec.Struct):
+    asks: list[_TextLevel]
+    bids: list[_TextLevel]
+
+
+class _TextBooks(msgspec.Struct):
+    data: list[_TextPart]
+
+
 # strict=False: OKX quotes numbers and times ("ts":"1652459225381"); msgspec converts in C
-decode_texts: Final = msgspec.json.Decoder(TextBooks, strict=False).decode
-decode_numbers: Final = msgspec.json.Decoder(_NumberBooks, strict=False).decode
+decode_numbers: Final = msgspec.json.Decoder(NumberBooks, strict=False).decode
+# only where the book keeps texts for checksums: OKX has sent checksum 0 since June 2026
+decode_texts: Final = msgspec.json.Decoder(_TextBooks, strict=False).decode
 
 
 class BookPart(NamedTuple):

@@ -11,7 +11,10 @@ Choices this module makes where the protocol leaves room:
   2023) are checked by checksum alone; rows then store ``seq = -1``.
 * **Checksum.** CRC32 of the top 25 levels, interleaved, over the exact wire text, as a signed
   int32 (:func:`okx_checksum`). ``0`` means "no checksum" (OKX sends 0 since June 2026) and is
-  never a mismatch; any other value is verified unless ``checksum=False``.
+  never a mismatch; any other value is verified unless ``checksum=False``. A book whose
+  snapshot carries checksum 0 keeps no wire texts (they are not even decoded); should a
+  non-zero checksum follow, it cannot be verified: the book is discarded as a ``checksum``
+  resync and every later book of this adapter keeps its texts.
 * **Resync.** A gap or a mismatch discards the book and re-subscribes ``books`` for this
   ``instId`` only (unsubscribe, then subscribe). A malformed update is not applied at all, so
   the next one fails the sequence check.
@@ -60,6 +63,7 @@ from dccd_actors.exchanges._base import (
 )
 from dccd_actors.exchanges._okx_wire import (
     BookPart,
+    NumberBooks,
     book_part,
     decode_numbers,
     decode_texts,
@@ -118,6 +122,8 @@ class OkxAdapter(BaseAdapter):
         self._buffered: list[BookPart] = []  # updates that came with no snapshot before them
         self._fetching = False  # a REST book is on its way
         self._bridging = False  # a REST book was applied; the next update must straddle it
+        self._keep_texts = False  # a non-zero checksum was seen: every book keeps wire texts
+        self._book_texts = False  # the current book holds wire texts (and so can be checked)
 
     @classmethod
     def for_inst_id(
@@ -151,7 +157,7 @@ class OkxAdapter(BaseAdapter):
         self.book.clear()
         self.book_live = False
         self._seq_id = -1
-        self._books_acked = self._fetching = self._bridging = False
+        self._books_acked = self._fetching = self._bridging = self._book_texts = False
         self._buffered.clear()
         self._since_ns = self._ping_ns = 0
         channels = [TRADE_CHANNEL] if "trades" in self.channels else []
@@ -258,27 +264,38 @@ class OkxAdapter(BaseAdapter):
     def _books_typed(self, text: str, ts_recv: int) -> list[Event] | None:
         """The fast path for well-formed ``books`` pushes; None sends a frame down the other."""
         try:
-            msg, numbers = decode_texts(text), decode_numbers(text)
+            msg = decode_numbers(text)
+            snapshot = msg.action == "snapshot"
+            texts = decode_texts(text).data if self._texts_needed(snapshot, msg) else None
         except msgspec.MsgspecError:
             return None
         if msg.arg.instId != self.symbol or msg.arg.channel != BOOK_CHANNEL:
             return None
-        if msg.action not in ("snapshot", "update") or len(numbers.data) != len(msg.data):
+        if msg.action not in ("snapshot", "update") or (texts and len(texts) != len(msg.data)):
             return None
         events: list[Event] = []
-        for part, nums in zip(msg.data, numbers.data, strict=True):
+        for i, part in enumerate(msg.data):
+            bid_texts, ask_texts = (texts[i].bids, texts[i].asks) if texts else ((), ())
             decoded = BookPart(
                 part.ts * MS,
                 part.seqId,
                 part.prevSeqId,
                 part.checksum,
-                nums.bids,
                 part.bids,
-                nums.asks,
+                bid_texts,
                 part.asks,
+                ask_texts,
             )
-            events += self._book_part(msg.action == "snapshot", decoded, ts_recv)
+            events += self._book_part(snapshot, decoded, ts_recv)
         return events
+
+    def _texts_needed(self, snapshot: bool, msg: NumberBooks) -> bool:
+        """Whether this push's wire texts must be decoded: only for books checked by checksum."""
+        if not self.checksum:
+            return False
+        if snapshot:
+            return self._keep_texts or any(part.checksum for part in msg.data)
+        return self._book_texts or not self.book_live  # buffered updates may meet a REST book
 
     def _books(self, msg: dict[str, Any], ts_recv: int) -> list[Event]:
         action, data = msg["action"], msg["data"]
@@ -289,11 +306,18 @@ class OkxAdapter(BaseAdapter):
             events += self._book_part(action == "snapshot", book_part(part), ts_recv)
         return events
 
-    def _book_part(self, snapshot: bool, part: BookPart, ts_recv: int) -> list[Event]:
+    def _book_part(
+        self, snapshot: bool, part: BookPart, ts_recv: int, *, texts: bool = False
+    ) -> list[Event]:
         ts_event, seq, prev, checksum = part.ts_event, part.seq, part.prev, part.checksum
+        verify = checksum != 0 and self.checksum
         if snapshot:
             self.book.clear()
             self.book_live = True
+            self._keep_texts |= verify  # checksums on this venue: every later book keeps texts
+            # an empty book's checksum is 0 too (CRC32 of ""): it says nothing of the venue
+            empty = not part.bids and not part.asks
+            self._book_texts = self.checksum and (texts or self._keep_texts or empty)
             self._buffered.clear()
             self._fetching = self._bridging = False  # a REST answer still on its way is moot
         elif not self.book_live:
@@ -308,9 +332,17 @@ class OkxAdapter(BaseAdapter):
             self._bridging = False
         elif prev is not None and self._seq_id != -1 and prev != self._seq_id:
             return self._resync("seq_gap", f"expected prevSeqId={self._seq_id}, got {prev}")
-        self.book.apply_side_texts(BID, part.bids, part.bid_texts)
-        self.book.apply_side_texts(ASK, part.asks, part.ask_texts)
-        if checksum != 0 and self.checksum:
+        elif verify and not self._book_texts:  # a checksum after checksum-0 pushes: unverifiable
+            self._keep_texts = True
+            detail = f"seqId {seq}: checksum {checksum} on a book kept without its wire texts"
+            return self._resync("checksum", detail)
+        if self._book_texts:
+            self.book.apply_side_texts(BID, part.bids, part.bid_texts)
+            self.book.apply_side_texts(ASK, part.asks, part.ask_texts)
+        else:
+            self.book.apply_side(BID, part.bids)
+            self.book.apply_side(ASK, part.asks)
+        if verify:
             computed = okx_checksum(*self.book.top_text(CHECKSUM_DEPTH))
             if computed != checksum:
                 return self._resync("checksum", f"seqId {seq}: got {checksum}, computed {computed}")
@@ -357,7 +389,7 @@ class OkxAdapter(BaseAdapter):
             self._buffered = pending  # the REST book is older than the updates held: ask again
             self._fetching = True
             return [FetchSnapshot(self.snapshot_url())]
-        events = self._book_part(True, snapshot, ts_recv)
+        events = self._book_part(True, snapshot, ts_recv, texts=True)  # its updates may be checked
         self._bridging = self.book_live
         for update in pending:
             events += self._book_part(False, update, ts_recv)
