@@ -149,6 +149,14 @@ class OrderBook:
             return
         sizes, keys = (self._bids, self._bid_keys) if side == BID else (self._asks, self._ask_keys)
         sign = 1.0 if side == BID else -1.0
+        if not sizes:  # a snapshot: fill the side, then sort its keys once
+            for level in levels:
+                if level.sz:
+                    sizes[level.px] = level.sz
+                else:  # deleted again in the same message
+                    sizes.pop(level.px, None)
+            keys[:] = sorted(sizes) if side == BID else sorted([-price for price in sizes])
+            return
         for level in levels:
             price, size = level.px, level.sz
             if size:  # not 0.0: insert or modify
