@@ -136,7 +136,7 @@ def test_a_quiet_symbol_kept_alive_by_venue_pings_is_not_stale(tmp_path: Path) -
     with fake, Collector(config(tmp_path, [_job(fake, ["BTC/USDT"])], policy=policy)) as c:
         wait_until(lambda: _row(c, "BTC/USDT").book_live)
         fake.pause()  # no market data; the connection stays open
-        time.sleep(2.0)
+        time.sleep(2.0)  # four stale_timeouts in which nothing may happen: no event to wait for
         row = _row(c, "BTC/USDT")
         assert (row.gen, row.state, row.book_live) == (1, "running", True)
     assert len(open_store(tmp_path).gaps("binance", "BTC/USDT")) == 0
