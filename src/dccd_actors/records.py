@@ -29,6 +29,7 @@ __all__ = [
     "GAP_CAUSES",
     "SCHEMA_VERSION",
     "TRADES",
+    "PricedLevel",
     "RecordArray",
     "book_snapshot_dtype",
     "deltas_array",
@@ -105,7 +106,9 @@ def book_snapshot_dtype(depth: int) -> np.dtype[Any]:
     )
 
 
-class _Level(Protocol):
+class PricedLevel(Protocol):
+    """A book level as numbers (``px``, ``sz``): an adapter's decoded level object."""
+
     @property
     def px(self) -> float: ...
     @property
@@ -122,9 +125,9 @@ class SideLevels(Protocol):
     @property
     def seq(self) -> int: ...
     @property
-    def bids(self) -> Sequence[_Level]: ...
+    def bids(self) -> Sequence[PricedLevel]: ...
     @property
-    def asks(self) -> Sequence[_Level]: ...
+    def asks(self) -> Sequence[PricedLevel]: ...
 
 
 def levels_array(messages: Sequence[SideLevels]) -> RecordArray:
@@ -139,7 +142,7 @@ def levels_array(messages: Sequence[SideLevels]) -> RecordArray:
         >>> levels_array([BookLevels(5, 6, 7, [Level(100.0, 1.0)], [Level(101.0, 0.0)])])["flags"]
         array([0, 2], dtype=uint8)
     """
-    flat: list[_Level] = []
+    flat: list[PricedLevel] = []
     counts: list[int] = []  # bids, asks, bids, asks, ... per message
     heads: list[tuple[int, int, int]] = []
     for message in messages:

@@ -36,8 +36,8 @@ import msgspec
 import numpy as np
 
 from dccd_actors.errors import ConfigError, ParseError
-from dccd_actors.exchanges.book import ASK, BID, OrderBook, PricedLevel
-from dccd_actors.records import FLAG_LAST
+from dccd_actors.exchanges.book import ASK, BID, OrderBook
+from dccd_actors.records import FLAG_LAST, PricedLevel
 
 __all__ = [
     "BaseAdapter",
@@ -87,7 +87,7 @@ class BookDeltas:
 class BookLevels:
     """One message's book changes as level objects per side, rows not yet built.
 
-    Levels have ``px`` and ``sz`` (:class:`~dccd_actors.exchanges.book.PricedLevel`, such as
+    Levels have ``px`` and ``sz`` (:class:`~dccd_actors.records.PricedLevel`, such as
     the decoders' untracked msgspec structs, or :class:`Level`). They stand for the
     ``BookDeltas`` rows :meth:`rows` returns: bids then asks, each in message order, all with
     this ``ts_event``, ``ts_recv`` and ``seq``, the last one flagged LAST. Storage turns many

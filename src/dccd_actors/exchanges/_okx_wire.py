@@ -20,7 +20,8 @@ import msgspec
 
 from dccd_actors.exchanges._base import MS, TradeRow
 from dccd_actors.exchanges._numbers import decimal, int64, ms_to_ns
-from dccd_actors.exchanges.book import LevelText, PricedLevel
+from dccd_actors.exchanges.book import LevelText
+from dccd_actors.records import PricedLevel
 
 __all__ = [
     "BookPart",

@@ -27,7 +27,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Sequence
 from typing import Final, Protocol
 
-from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT
+from dccd_actors.records import FLAG_LAST, FLAG_SNAPSHOT, PricedLevel
 
 __all__ = ["ASK", "BID", "OrderBook"]
 
@@ -37,16 +37,6 @@ ASK: Final = -1
 Texts = tuple[str, str]
 """(price_text, size_text) stored per price where a venue sends them."""
 _NO_TEXT: Final[Texts] = ("", "")
-
-
-class PricedLevel(Protocol):
-    """A level as numbers (``px``, ``sz``): an adapter's decoded level object."""
-
-    @property
-    def px(self) -> float: ...
-
-    @property
-    def sz(self) -> float: ...
 
 
 class LevelText(Protocol):
